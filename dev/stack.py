@@ -1,0 +1,333 @@
+"""Run the whole system on this machine: the S3 endpoint, the four services (API + worker
+each), the reference pipeline worker and the nginx gateway, on loopback, against the
+local PostgreSQL and RabbitMQ.
+
+    python -m dev.stack up        start in the background and wait until everything is ready
+    python -m dev.stack down      stop what `up` started
+    python -m dev.stack status    what is running
+
+A `Layout` says where a stack lives (ports, databases, RabbitMQ vhost, run directory), so
+the end-to-end tests run their own stack beside a developer's without touching it.
+"""
+
+import argparse
+import asyncio
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+SERVICES = ("session", "device", "upload", "results")
+POSTGRES = os.environ.get("POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432")
+AMQP = os.environ.get("AMQP_BASE_URL", "amqp://guest:guest@127.0.0.1:5672")
+
+
+@dataclass(frozen=True)
+class Layout:
+    name: str = "dev"
+    base_port: int = 8000
+    db_prefix: str = "opencap"
+    vhost: str = "/"
+
+    @property
+    def run_dir(self) -> Path:
+        return ROOT / ".run" / self.name
+
+    @property
+    def gateway_url(self) -> str:
+        return f"http://127.0.0.1:{self.base_port}"
+
+    @property
+    def s3_url(self) -> str:
+        return f"http://127.0.0.1:{self.base_port + 9}"
+
+    @property
+    def amqp_url(self) -> str:
+        vhost = "" if self.vhost == "/" else self.vhost
+        return f"{AMQP}/{vhost}"
+
+    def port(self, service: str) -> int:
+        return self.base_port + 1 + SERVICES.index(service)
+
+    def metrics_port(self, service: str) -> int:
+        return self.base_port + 11 + SERVICES.index(service)
+
+    def database_url(self, service: str) -> str:
+        return f"{POSTGRES}/{self.db_prefix}_{service}"
+
+
+DEV = Layout()
+TEST = Layout(name="test", base_port=18000, db_prefix="test_opencap", vhost="opencap_test")
+
+
+@dataclass
+class Stack:
+    layout: Layout = DEV
+    secret: str = field(default_factory=lambda: secrets.token_hex(32))
+
+    def env(self, service: str | None = None) -> dict[str, str]:
+        env = {
+            **os.environ,
+            "AMQP_URL": self.layout.amqp_url,
+            "PUBLIC_URL": self.layout.gateway_url,
+            "S3_ENDPOINT_URL": self.layout.s3_url,
+            "S3_BUCKET": "opencap",
+            "AWS_ACCESS_KEY_ID": "opencaplocal",
+            "AWS_SECRET_ACCESS_KEY": "opencaplocalsecret",
+            "LOG_JSON": "true",
+            "PYTHONUNBUFFERED": "1",
+        }
+        if service:
+            env |= {
+                "DATABASE_URL": self.layout.database_url(service),
+                "METRICS_PORT": str(self.layout.metrics_port(service)),
+                "UPLOAD_SIGNING_SECRET": self.secret,
+            }
+        return env
+
+    def commands(self) -> dict[str, tuple[list[str], dict[str, str]]]:
+        """Every process of the stack: name -> (argv, environment)."""
+        s3_port = str(self.layout.base_port + 9)
+        commands = {"s3": ([str(BIN / "moto_server"), "-H", "127.0.0.1", "-p", s3_port], self.env())}
+        for service in SERVICES:
+            app = f"{service}_service.main:create_app"
+            port = str(self.layout.port(service))
+            commands[f"{service}-api"] = (
+                [str(BIN / "uvicorn"), app, "--factory", "--host", "127.0.0.1", "--port", port,
+                 "--no-access-log", "--log-level", "warning"],
+                self.env(service),
+            )
+            commands[f"{service}-worker"] = (
+                [sys.executable, "-m", f"{service}_service.worker"], self.env(service)
+            )
+        commands["pipeline"] = ([sys.executable, "-m", "pipeline.reference"], self.env())
+        conf = self.layout.run_dir / "nginx" / "nginx.conf"
+        commands["gateway"] = (
+            ["nginx", "-p", str(conf.parent), "-c", str(conf), "-g", "daemon off;"], self.env()
+        )
+        return commands
+
+    # ── preparing ──
+
+    def prepare(self, fresh: bool = False) -> None:
+        """Databases (created if missing, migrated), the RabbitMQ vhost, the gateway config."""
+        from shared.migrations import create_database, upgrade
+
+        self.layout.run_dir.mkdir(parents=True, exist_ok=True)
+        if self.layout.vhost != "/":
+            ensure_vhost(self.layout.vhost, fresh)
+        for service in SERVICES:
+            url = self.layout.database_url(service)
+            if fresh:
+                asyncio.run(drop_database(url))
+            asyncio.run(create_database(url))
+            upgrade(ROOT / "services" / service, url)
+        self.render_gateway()
+
+    def render_gateway(self) -> None:
+        out = self.layout.run_dir / "nginx"
+        for sub in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"):
+            (out / sub).mkdir(parents=True, exist_ok=True)
+        text = (ROOT / "deploy" / "nginx" / "local.conf.template").read_text()
+        fields = {
+            "RUN_DIR": str(out),
+            "ROUTES": str(ROOT / "deploy" / "nginx" / "routes.conf"),
+            "GATEWAY_PORT": str(self.layout.base_port),
+            **{f"{s.upper()}_PORT": str(self.layout.port(s)) for s in SERVICES},
+        }
+        for name, value in fields.items():
+            text = text.replace(f"@{name}@", value)
+        (out / "nginx.conf").write_text(text)
+
+    # ── running ──
+
+    def start(self, timeout: float = 60.0) -> None:
+        """Start every process in the background and wait until the stack answers."""
+        self.stop()
+        logs = self.layout.run_dir / "logs"
+        logs.mkdir(parents=True, exist_ok=True)
+        for name, (argv, env) in self.commands().items():
+            with (logs / f"{name}.log").open("ab") as log:
+                proc = subprocess.Popen(argv, env=env, cwd=ROOT, stdout=log, stderr=log,
+                                        stdin=subprocess.DEVNULL, start_new_session=True)
+            (self.layout.run_dir / f"{name}.pid").write_text(str(proc.pid))
+            if name == "s3":
+                self.wait_for(f"{self.layout.s3_url}/moto-api/", timeout)
+                self.create_bucket()
+        self.wait_ready(timeout)
+
+    def create_bucket(self) -> None:
+        from shared.config import S3Settings
+        from shared.storage import Storage
+
+        settings = S3Settings(s3_endpoint_url=self.layout.s3_url, s3_bucket="opencap",
+                              aws_access_key_id="opencaplocal",
+                              aws_secret_access_key="opencaplocalsecret")
+        Storage(settings).ensure_bucket()
+
+    def wait_for(self, url: str, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            self.check_alive()
+            try:
+                if httpx.get(url, timeout=2).status_code < 500:
+                    return
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{url} did not answer within {timeout:.0f} s")
+            time.sleep(0.2)
+
+    def wait_ready(self, timeout: float) -> None:
+        urls = [f"{self.layout.gateway_url}/health/"]
+        for service in SERVICES:
+            urls.append(f"http://127.0.0.1:{self.layout.port(service)}/readyz")
+            urls.append(f"http://127.0.0.1:{self.layout.metrics_port(service)}/metrics")
+        for url in urls:
+            self.wait_for(url, timeout)
+        asyncio.run(wait_for_consumers(self.layout.amqp_url, timeout))
+
+    def pids(self) -> dict[str, int]:
+        found = {}
+        for path in sorted(self.layout.run_dir.glob("*.pid")):
+            try:
+                found[path.stem] = int(path.read_text())
+            except ValueError:
+                path.unlink()
+        return found
+
+    def check_alive(self) -> None:
+        for name, pid in self.pids().items():
+            if not alive(pid):
+                log = self.layout.run_dir / "logs" / f"{name}.log"
+                tail = log.read_text(errors="replace")[-3000:] if log.exists() else ""
+                raise RuntimeError(f"{name} exited while starting; its log ends with:\n{tail}")
+
+    def stop(self, grace: float = 10.0) -> None:
+        """Stop every process this layout started (SIGTERM, then SIGKILL after `grace`)."""
+        pids = self.pids()
+        for pid in pids.values():
+            signal_group(pid, signal.SIGTERM)
+        deadline = time.monotonic() + grace
+        while any(alive(pid) for pid in pids.values()) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        for name, pid in pids.items():
+            signal_group(pid, signal.SIGKILL)
+            (self.layout.run_dir / f"{name}.pid").unlink(missing_ok=True)
+
+    def running(self) -> dict[str, bool]:
+        return {name: alive(pid) for name, pid in self.pids().items()}
+
+    def __enter__(self) -> "Stack":
+        self.prepare(fresh=True)
+        try:
+            self.start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a zombie child counts as gone
+        return os.waitpid(pid, os.WNOHANG) == (0, 0)
+    except ChildProcessError:
+        return True
+
+
+def signal_group(pid: int, sig: int) -> None:
+    try:
+        os.killpg(pid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def ensure_vhost(vhost: str, fresh: bool) -> None:
+    def ctl(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(["rabbitmqctl", "-q", *args], capture_output=True, text=True)
+
+    if fresh:
+        ctl("delete_vhost", vhost)
+    ctl("add_vhost", vhost)
+    done = ctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
+    if done.returncode != 0:
+        raise RuntimeError(f"could not set up RabbitMQ vhost {vhost}: {done.stderr.strip()}")
+
+
+async def drop_database(url: str) -> None:
+    import asyncpg
+    from sqlalchemy.engine import make_url
+
+    target = make_url(url)
+    admin = target.set(database="postgres", drivername="postgresql")
+    conn = await asyncpg.connect(admin.render_as_string(hide_password=False))
+    try:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{target.database}" WITH (FORCE)')
+    finally:
+        await conn.close()
+
+
+async def wait_for_consumers(amqp_url: str, timeout: float) -> None:
+    """Every service queue and the processing job queue has a consumer attached."""
+    import aio_pika
+
+    from shared.events import JOBS_QUEUE
+
+    deadline = time.monotonic() + timeout
+    connection = await aio_pika.connect(amqp_url)
+    async with connection:
+        for queue_name in (*SERVICES, JOBS_QUEUE):
+            while True:
+                channel = await connection.channel()
+                try:
+                    queue = await channel.declare_queue(queue_name, passive=True)
+                    if queue.declaration_result.consumer_count > 0:
+                        break
+                except aio_pika.exceptions.ChannelClosed:
+                    pass
+                finally:
+                    if not channel.is_closed:
+                        await channel.close()
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"no consumer on queue {queue_name} within {timeout:.0f} s")
+                await asyncio.sleep(0.2)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("command", choices=["up", "down", "status", "prepare"])
+    args = parser.parse_args()
+    stack = Stack(DEV)
+    if args.command == "prepare":
+        stack.prepare()
+    elif args.command == "up":
+        stack.prepare()
+        stack.start()
+        print(f"OpenCap is up: {DEV.gateway_url} (logs in {DEV.run_dir / 'logs'})")
+    elif args.command == "down":
+        stack.stop()
+        print("OpenCap is down.")
+    else:
+        for name, ok in stack.running().items():
+            print(f"{name:16} {'running' if ok else 'stopped'}")
+
+
+if __name__ == "__main__":
+    main()

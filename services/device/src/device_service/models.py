@@ -1,0 +1,94 @@
+"""What the device service knows: sessions and trials as the phones see them, and video slots.
+
+Sessions and trials are copies kept from the session service's events; video slots are
+this service's own (one per trial and phone, created when a phone polls during recording).
+"""
+
+from datetime import datetime
+from uuid import UUID
+
+from sqlalchemy import Boolean, DateTime, Integer, MetaData, String, UniqueConstraint
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from shared.db import NAMING_CONVENTION
+from shared.messaging import ProcessedEventMixin
+from shared.outbox import OutboxMixin
+
+# Trial statuses only move forward; a late or repeated event never moves one back.
+STATUS_RANK = {"recording": 0, "stopped": 1, "processing": 2, "done": 3, "error": 3}
+SHORT_TRIALS = ("calibration", "neutral")
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map = {datetime: DateTime(timezone=True)}
+
+
+class KnownSession(Base):
+    __tablename__ = "sessions"
+
+    id: Mapped[UUID] = mapped_column(primary_key=True)
+    framerate: Mapped[int] = mapped_column(Integer, default=60)
+    new_session_id: Mapped[UUID | None]
+    created_at: Mapped[datetime]
+
+
+class KnownTrial(Base):
+    __tablename__ = "trials"
+
+    id: Mapped[UUID] = mapped_column(primary_key=True)
+    session_id: Mapped[UUID] = mapped_column(index=True)
+    name: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(16))
+    has_results: Mapped[bool] = mapped_column(Boolean, default=False)
+    started_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+
+    def advance(self, status: str, now: datetime) -> bool:
+        """Move to `status` unless the trial is already there or further on."""
+        if STATUS_RANK[status] <= STATUS_RANK[self.status]:
+            return False
+        self.status, self.updated_at = status, now
+        return True
+
+
+class VideoSlot(Base):
+    __tablename__ = "video_slots"
+    __table_args__ = (UniqueConstraint("trial_id", "device_id"),)
+
+    id: Mapped[UUID] = mapped_column(primary_key=True)
+    trial_id: Mapped[UUID] = mapped_column(index=True)
+    session_id: Mapped[UUID]
+    device_id: Mapped[UUID]
+    uploaded: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime]
+
+
+class Outbox(OutboxMixin, Base):
+    __tablename__ = "outbox"
+
+
+class ProcessedEvent(ProcessedEventMixin, Base):
+    __tablename__ = "processed_events"
+
+
+def phone_status(trial: KnownTrial | None, slots: list[VideoSlot], polling_phone: bool) -> str:
+    """The status a poll shows, derived as the original does (reference §5.2).
+
+    A trial with no camera at all never shows `processing`: it is about to fail.
+    """
+    if trial is None:
+        return "ready"
+    if trial.status == "recording":
+        return "recording" if polling_phone else "ready"
+    if trial.status in ("stopped", "processing") and slots:
+        if not all(slot.uploaded for slot in slots):
+            return "uploading"
+        return "ready" if trial.has_results else "processing"
+    return "ready"
+
+
+def status_framerate(session: KnownSession, trial: KnownTrial | None) -> int:
+    if trial is not None and trial.name in SHORT_TRIALS:
+        return 30
+    return session.framerate

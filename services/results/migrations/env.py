@@ -1,0 +1,5 @@
+from results_service.config import Settings
+from results_service.models import Base
+from shared.migrations import run_env
+
+run_env(Base.metadata, Settings().database_url)

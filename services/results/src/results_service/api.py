@@ -1,0 +1,5 @@
+"""HTTP edge of the results service."""
+
+from fastapi import APIRouter
+
+router = APIRouter()

@@ -1,0 +1,85 @@
+"""Operator commands: create users, put them in groups, mint tokens.
+
+    opencap-admin create-user alice --password '…' [--email …] [--group backend]
+    opencap-admin add-group alice priority
+    opencap-admin mint-token alice          # prints a new token (shown only once)
+
+This is how an operator gives the pipeline its backend token. The database is the
+session service's (`DATABASE_URL`).
+"""
+
+import argparse
+import asyncio
+import sys
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from session_service.auth import hash_password, mint_token
+from session_service.config import Settings
+from session_service.models import User
+from shared.db import create_engine, create_sessionmaker, utcnow
+
+GROUPS = ("admin", "backend", "priority")
+
+
+async def _user(tx: AsyncSession, username: str) -> User:
+    user = (await tx.scalars(select(User).where(User.username == username))).first()
+    if user is None:
+        raise SystemExit(f"no user named {username!r}")
+    return user
+
+
+async def create_user(
+    tx: AsyncSession, username: str, password: str, email: str = "", groups: list[str] = ()
+) -> User:
+    if (await tx.scalars(select(User).where(User.username == username))).first():
+        raise SystemExit(f"a user named {username!r} already exists")
+    user = User(username=username, email=email, password_hash=hash_password(password),
+                first_name="", last_name="", institutional_use="", groups=sorted(set(groups)),
+                is_active=True, date_joined=utcnow())
+    tx.add(user)
+    await tx.flush()
+    return user
+
+
+async def run(args: argparse.Namespace, settings: Settings) -> str:
+    engine = create_engine(settings.database_url, pool_size=1)
+    try:
+        async with create_sessionmaker(engine)() as tx, tx.begin():
+            if args.command == "create-user":
+                user = await create_user(tx, args.username, args.password, args.email, args.group)
+                return f"created user {user.username} (id {user.id})"
+            user = await _user(tx, args.username)
+            if args.command == "add-group":
+                user.groups = sorted({*user.groups, args.group})
+                return f"{user.username} is in: {', '.join(user.groups)}"
+            return mint_token(tx, user)
+    finally:
+        await engine.dispose()
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="opencap-admin", description=__doc__.split("\n\n")[0])
+    commands = p.add_subparsers(dest="command", required=True)
+    create = commands.add_parser("create-user", help="create a user")
+    create.add_argument("username")
+    create.add_argument("--password", required=True)
+    create.add_argument("--email", default="")
+    create.add_argument("--group", action="append", default=[], choices=GROUPS)
+    group = commands.add_parser("add-group", help="put a user in a group")
+    group.add_argument("username")
+    group.add_argument("group", choices=GROUPS)
+    token = commands.add_parser("mint-token", help="print a new API token for a user")
+    token.add_argument("username")
+    return p
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parser().parse_args(argv)
+    print(asyncio.run(run(args, Settings())))
+    sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    main()

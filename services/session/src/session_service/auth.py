@@ -1,0 +1,63 @@
+"""Passwords and API tokens.
+
+Passwords are PBKDF2-SHA256 in Django's `pbkdf2_sha256$<iterations>$<salt>$<hash>` format.
+Tokens are 40 hex characters, as DRF's (the web app and pipeline send
+`Authorization: Token <key>`); only their SHA-256 is stored.
+"""
+
+import base64
+import hashlib
+import hmac
+import secrets
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from session_service.models import Token, User
+from shared.db import utcnow
+
+ITERATIONS = 600_000
+
+
+def hash_password(password: str, *, iterations: int = ITERATIONS) -> str:
+    salt = secrets.token_urlsafe(16)
+    digest = hashlib.pbkdf2_hmac("sha256", password.encode(), salt.encode(), iterations)
+    return f"pbkdf2_sha256${iterations}${salt}${base64.b64encode(digest).decode()}"
+
+
+def verify_password(password: str, encoded: str) -> bool:
+    try:
+        algorithm, iterations, salt, expected = encoded.split("$", 3)
+    except ValueError:
+        return False
+    if algorithm != "pbkdf2_sha256":
+        return False
+    digest = hashlib.pbkdf2_hmac("sha256", password.encode(), salt.encode(), int(iterations))
+    return hmac.compare_digest(base64.b64encode(digest).decode(), expected)
+
+
+def _token_hash(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def mint_token(tx: AsyncSession, user: User) -> str:
+    """A new token for `user`; the returned key is not stored anywhere."""
+    key = secrets.token_hex(20)
+    tx.add(Token(key_hash=_token_hash(key), user_id=user.id, created_at=utcnow()))
+    return key
+
+
+async def user_for_token(tx: AsyncSession, key: str) -> User | None:
+    stmt = (
+        select(User)
+        .join(Token, Token.user_id == User.id)
+        .where(Token.key_hash == _token_hash(key), User.is_active.is_(True))
+    )
+    return (await tx.scalars(stmt)).first()
+
+
+async def authenticate(tx: AsyncSession, username: str, password: str) -> User | None:
+    user = (await tx.scalars(select(User).where(User.username == username))).first()
+    if user is None or not user.is_active or not verify_password(password, user.password_hash):
+        return None
+    return user

@@ -1,0 +1,228 @@
+"""Users, sessions, trials, and the projections of videos and results the trial view needs.
+
+Rules about one trial live on `Trial`: each transition checks where the trial is and
+returns the event that records what happened (or None when a repeat changes nothing).
+"""
+
+import re
+from datetime import datetime, timedelta
+from typing import Any
+from uuid import UUID, uuid4
+
+from sqlalchemy import (
+    ARRAY,
+    BigInteger,
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Identity,
+    Integer,
+    Interval,
+    MetaData,
+    String,
+    UniqueConstraint,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from shared.db import NAMING_CONVENTION
+from shared.errors import Conflict
+from shared.events import TrialFinished, TrialQueued, TrialStarted, TrialStopped
+from shared.messaging import ProcessedEventMixin
+from shared.outbox import OutboxMixin
+
+SPECIAL_TRIALS = ("calibration", "neutral")
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map = {datetime: DateTime(timezone=True), dict[str, Any]: JSONB}
+
+
+class User(Base):
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(Integer, Identity(), primary_key=True)
+    username: Mapped[str] = mapped_column(String(150), unique=True)
+    email: Mapped[str] = mapped_column(String(254), default="")
+    password_hash: Mapped[str] = mapped_column(String(256))
+    first_name: Mapped[str] = mapped_column(String(150), default="")
+    last_name: Mapped[str] = mapped_column(String(150), default="")
+    institutional_use: Mapped[str] = mapped_column(String(100), default="")
+    groups: Mapped[list[str]] = mapped_column(ARRAY(String(64)), default=list)
+    is_active: Mapped[bool] = mapped_column(Boolean, default=True)
+    date_joined: Mapped[datetime]
+
+    def in_group(self, *names: str) -> bool:
+        return any(name in self.groups for name in names)
+
+
+class Token(Base):
+    """An API token. Only its SHA-256 is stored; the key is shown once when minted."""
+
+    __tablename__ = "tokens"
+
+    key_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    created_at: Mapped[datetime]
+
+
+class Session(Base):
+    __tablename__ = "sessions"
+
+    id: Mapped[UUID] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    meta: Mapped[dict[str, Any] | None]
+    public: Mapped[bool] = mapped_column(Boolean, default=False)
+    qrcode_key: Mapped[str | None] = mapped_column(String(256))
+    is_mono: Mapped[bool] = mapped_column(Boolean, default=False)
+    server: Mapped[str | None] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(64), default="init")
+    trashed: Mapped[bool] = mapped_column(Boolean, default=False)
+    trashed_at: Mapped[datetime | None]
+    created_at: Mapped[datetime] = mapped_column(index=True)
+    updated_at: Mapped[datetime]
+
+    def framerate(self) -> int:
+        value = ((self.meta or {}).get("settings") or {}).get("framerate")
+        return int(value) if str(value or "").isdigit() else 60
+
+    def start_trial(self, name: str, existing_names: list[str], now: datetime) -> "Trial":
+        trial = Trial(
+            id=uuid4(),
+            session_id=self.id,
+            name=next_trial_name(name, existing_names),
+            status="recording",
+            meta=None,
+            processed_count=0,
+            trashed=False,
+            created_at=now,
+            updated_at=now,
+        )
+        self.updated_at = now
+        return trial
+
+
+class Trial(Base):
+    __tablename__ = "trials"
+
+    id: Mapped[UUID] = mapped_column(primary_key=True)
+    session_id: Mapped[UUID] = mapped_column(
+        ForeignKey("sessions.id", ondelete="CASCADE"), index=True
+    )
+    name: Mapped[str | None] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(64))
+    meta: Mapped[dict[str, Any] | None]
+    server: Mapped[str | None] = mapped_column(String(64))
+    is_docker: Mapped[bool | None]
+    hostname: Mapped[str | None] = mapped_column(String(64))
+    processed_duration: Mapped[timedelta | None] = mapped_column(Interval)
+    processed_count: Mapped[int] = mapped_column(Integer, default=0)
+    git_commit: Mapped[str | None] = mapped_column(String(64))
+    trashed: Mapped[bool] = mapped_column(Boolean, default=False)
+    trashed_at: Mapped[datetime | None]
+    created_at: Mapped[datetime] = mapped_column(index=True)
+    updated_at: Mapped[datetime] = mapped_column(index=True)
+
+    @property
+    def trial_type(self) -> str:
+        return {"calibration": "calibration", "neutral": "static"}.get(self.name or "", "dynamic")
+
+    def started(self) -> TrialStarted:
+        return TrialStarted(
+            trial_id=self.id,
+            session_id=self.session_id,
+            name=self.name or "",
+            created_at=self.created_at,
+        )
+
+    def stop(self, now: datetime) -> TrialStopped | None:
+        """Recording ends; a repeated stop (any later status) changes nothing."""
+        if self.status != "recording":
+            return None
+        self._move("stopped", now)
+        return TrialStopped(trial_id=self.id, session_id=self.session_id)
+
+    def queue(self, now: datetime) -> TrialQueued | None:
+        """Every video is in: the trial waits for (or is in) processing."""
+        if self.status != "stopped":
+            return None
+        self._move("processing", now)
+        self.processed_count += 1
+        return TrialQueued(trial_id=self.id, session_id=self.session_id)
+
+    def finish(self, now: datetime) -> TrialFinished | None:
+        if self.status != "processing":
+            return None
+        self._move("done", now)
+        return TrialFinished(trial_id=self.id, session_id=self.session_id, status="done")
+
+    def fail(self, error_msg: str, now: datetime, error_msg_dev: str = "") -> TrialFinished:
+        if self.status in ("done", "error"):
+            raise Conflict(f"The trial is already {self.status}.")
+        self._move("error", now)
+        self.meta = {"error_msg": error_msg, "error_msg_dev": error_msg_dev or error_msg}
+        return TrialFinished(
+            trial_id=self.id, session_id=self.session_id, status="error", error_msg=error_msg
+        )
+
+    def _move(self, status: str, now: datetime) -> None:
+        self.status = status
+        self.updated_at = now
+
+
+class Video(Base):
+    """Projection of a phone's video slot (device events) and its upload (upload events)."""
+
+    __tablename__ = "videos"
+    __table_args__ = (UniqueConstraint("trial_id", "device_id"),)
+
+    id: Mapped[UUID] = mapped_column(primary_key=True)
+    trial_id: Mapped[UUID] = mapped_column(ForeignKey("trials.id", ondelete="CASCADE"), index=True)
+    device_id: Mapped[UUID]
+    key: Mapped[str | None] = mapped_column(String(512))
+    parameters: Mapped[dict[str, Any] | None]
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+
+
+class Result(Base):
+    """Projection of a result recorded by the results service."""
+
+    __tablename__ = "results"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    trial_id: Mapped[UUID] = mapped_column(ForeignKey("trials.id", ondelete="CASCADE"), index=True)
+    tag: Mapped[str | None] = mapped_column(String(32))
+    device_id: Mapped[str | None] = mapped_column(String(36))
+    key: Mapped[str | None] = mapped_column(String(512))
+    meta: Mapped[dict[str, Any] | None]
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+
+
+class Outbox(OutboxMixin, Base):
+    __tablename__ = "outbox"
+
+
+class ProcessedEvent(ProcessedEventMixin, Base):
+    __tablename__ = "processed_events"
+
+
+def next_trial_name(requested: str, existing: list[str]) -> str:
+    """The original's naming rule: a taken name gets `_<n>`; calibration/neutral never do.
+
+    `n` counts the trials whose name starts with the requested one (a prefix match, as in
+    the original: "walk" also counts "walking"); if that candidate exists too, it becomes
+    `<candidate>_<highest numeric suffix + 1>`.
+    """
+    if requested in SPECIAL_TRIALS:
+        return requested
+    count = sum(1 for name in existing if name.startswith(requested))
+    name = f"{requested}_{count}" if count else requested
+    taken = [e for e in existing if e.startswith(name)]
+    if name in taken:
+        suffixes = [e[len(name) + 1 :] for e in taken]
+        highest = max((int(s) if re.fullmatch(r"\d+", s) else 0) for s in suffixes)
+        name = f"{name}_{highest + 1}"
+    return name

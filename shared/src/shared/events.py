@@ -1,0 +1,247 @@
+"""The event contract: one envelope, and every event that crosses a service boundary.
+
+An event is a flat, frozen Pydantic model whose class names its routing key (`type`),
+`<aggregate>.<past-tense verb>`. On the wire it travels inside an `Envelope` that adds
+the id consumers deduplicate on, the producer and the correlation id of the user action.
+Changes are additive only: a breaking change is a new event type.
+"""
+
+from datetime import datetime
+from typing import Any, ClassVar
+from uuid import UUID, uuid4
+
+from pydantic import BaseModel, ConfigDict, Field
+
+EVENTS_EXCHANGE = "events"
+DEAD_LETTER_EXCHANGE = "events.dlx"
+JOBS_EXCHANGE = "processing"
+JOBS_QUEUE = "processing.jobs"
+JOB_ROUTING_KEY = "job"
+
+
+class Event(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="ignore")
+    type: ClassVar[str]
+
+
+class Envelope(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    id: UUID = Field(default_factory=uuid4)
+    type: str
+    version: int = 1
+    occurred_at: datetime
+    producer: str
+    correlation_id: str | None = None
+    data: dict[str, Any]
+
+    @classmethod
+    def wrap(
+        cls, event: Event, *, producer: str, occurred_at: datetime, correlation_id: str | None
+    ) -> "Envelope":
+        return cls(
+            type=event.type,
+            occurred_at=occurred_at,
+            producer=producer,
+            correlation_id=correlation_id,
+            data=event.model_dump(mode="json"),
+        )
+
+
+# ── produced by session ─────────────────────────────────────────────────────────────
+
+
+class SessionCreated(Event):
+    type: ClassVar[str] = "session.created"
+    session_id: UUID
+    user_id: int
+    framerate: int = 60
+
+
+class TrialStarted(Event):
+    """A trial began recording: phones polling the session now get a video slot."""
+
+    type: ClassVar[str] = "trial.started"
+    trial_id: UUID
+    session_id: UUID
+    name: str
+    created_at: datetime
+
+
+class TrialStopped(Event):
+    type: ClassVar[str] = "trial.stopped"
+    trial_id: UUID
+    session_id: UUID
+
+
+class TrialQueued(Event):
+    """Every video is in and a processing job was queued for the trial."""
+
+    type: ClassVar[str] = "trial.queued"
+    trial_id: UUID
+    session_id: UUID
+
+
+class TrialFinished(Event):
+    """The trial reached a final status: `done` or `error` (with the message users see)."""
+
+    type: ClassVar[str] = "trial.finished"
+    trial_id: UUID
+    session_id: UUID
+    status: str
+    error_msg: str | None = None
+
+
+# ── produced by device ──────────────────────────────────────────────────────────────
+
+
+class DeviceJoined(Event):
+    """A phone polled during recording and got its video slot for the trial."""
+
+    type: ClassVar[str] = "device.joined"
+    video_id: UUID
+    trial_id: UUID
+    session_id: UUID
+    device_id: UUID
+
+
+class Camera(BaseModel):
+    model_config = ConfigDict(frozen=True)
+    video_id: UUID
+    device_id: UUID
+
+
+class CamerasFinal(Event):
+    """After a stop, the set of phones (video slots) of the trial can no longer change."""
+
+    type: ClassVar[str] = "trial.cameras_final"
+    trial_id: UUID
+    session_id: UUID
+    cameras: list[Camera]
+
+
+# ── produced by upload ──────────────────────────────────────────────────────────────
+
+
+class VideoUploaded(Event):
+    """A phone's video is verified in storage and attached to its slot."""
+
+    type: ClassVar[str] = "video.uploaded"
+    video_id: UUID
+    trial_id: UUID
+    session_id: UUID
+    device_id: UUID
+    key: str
+    size: int
+    parameters: dict[str, Any] = {}
+
+
+class UploadedVideo(BaseModel):
+    model_config = ConfigDict(frozen=True)
+    video_id: UUID
+    device_id: UUID
+    key: str
+    parameters: dict[str, Any] = {}
+
+
+class VideosReceived(Event):
+    """Every camera of the trial's final set has a verified video (all-videos-received)."""
+
+    type: ClassVar[str] = "trial.videos_received"
+    trial_id: UUID
+    session_id: UUID
+    videos: list[UploadedVideo]
+
+
+# ── produced by the processing pipeline ─────────────────────────────────────────────
+
+
+class ProcessingJob(Event):
+    """A unit of work on the processing queue (published by session, consumed by workers)."""
+
+    type: ClassVar[str] = "processing.job"
+    job_id: UUID
+    trial_id: UUID
+    session_id: UUID
+    trial_name: str
+    trial_type: str  # calibration | static | dynamic
+    videos: list[UploadedVideo]
+
+
+class ProcessingStarted(Event):
+    type: ClassVar[str] = "processing.started"
+    job_id: UUID
+    trial_id: UUID
+    worker: str
+
+
+class ResultFile(BaseModel):
+    model_config = ConfigDict(frozen=True)
+    tag: str
+    device_id: str | None = None
+    key: str
+    meta: dict[str, Any] | None = None
+
+
+class ProcessingCompleted(Event):
+    type: ClassVar[str] = "processing.completed"
+    job_id: UUID
+    trial_id: UUID
+    worker: str
+    results: list[ResultFile]
+
+
+class ProcessingFailed(Event):
+    type: ClassVar[str] = "processing.failed"
+    job_id: UUID
+    trial_id: UUID
+    worker: str
+    error_msg: str
+    error_msg_dev: str = ""
+
+
+# ── produced by results ─────────────────────────────────────────────────────────────
+
+
+class RecordedResult(BaseModel):
+    model_config = ConfigDict(frozen=True)
+    result_id: int
+    tag: str
+    device_id: str | None = None
+    key: str
+    meta: dict[str, Any] | None = None
+
+
+class ResultsRecorded(Event):
+    """Results of a trial were stored; `complete` means processing of the trial finished."""
+
+    type: ClassVar[str] = "results.recorded"
+    trial_id: UUID
+    results: list[RecordedResult]
+    complete: bool = True
+
+
+EVENT_TYPES: dict[str, type[Event]] = {
+    cls.type: cls
+    for cls in (
+        SessionCreated,
+        TrialStarted,
+        TrialStopped,
+        TrialQueued,
+        TrialFinished,
+        DeviceJoined,
+        CamerasFinal,
+        VideoUploaded,
+        VideosReceived,
+        ProcessingJob,
+        ProcessingStarted,
+        ProcessingCompleted,
+        ProcessingFailed,
+        ResultsRecorded,
+    )
+}
+
+
+def decode(envelope: Envelope) -> Event:
+    """The typed event inside an envelope (raises KeyError for an unknown type)."""
+    return EVENT_TYPES[envelope.type].model_validate(envelope.data)

@@ -1,0 +1,45 @@
+"""Request bodies as the original API's clients send them.
+
+The same call may arrive as JSON, as `application/x-www-form-urlencoded` or as multipart
+(the pipeline uses python-requests `data=`), and JSON fields such as `meta` or
+`parameters` may come as JSON text inside a form field. Some GET requests carry a form
+body too (the pipeline's `get_presigned_url` sends `fileName` that way).
+"""
+
+import json
+from typing import Any
+
+from starlette.datastructures import UploadFile
+from starlette.requests import Request
+
+from shared.errors import Invalid
+
+
+async def read_fields(request: Request) -> dict[str, Any]:
+    """The body's fields as a dict; uploaded files stay `UploadFile` objects."""
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type in ("application/x-www-form-urlencoded", "multipart/form-data"):
+        form = await request.form()
+        return {key: value for key, value in form.multi_items()}
+    body = await request.body()
+    if not body.strip():
+        return {}
+    try:
+        data = json.loads(body)
+    except ValueError as exc:
+        raise Invalid(f"JSON parse error - {exc}") from None
+    if not isinstance(data, dict):
+        raise Invalid("Expected a JSON object.")
+    return data
+
+
+def json_field(value: Any, field: str) -> Any:
+    """A JSON value given either as JSON or as JSON text in a form field."""
+    if isinstance(value, str):
+        try:
+            return json.loads(value) if value.strip() else None
+        except ValueError:
+            raise Invalid("Value must be valid JSON.", field=field) from None
+    if isinstance(value, UploadFile):
+        raise Invalid("Value must be valid JSON.", field=field)
+    return value
