@@ -12,6 +12,7 @@ the end-to-end tests run their own stack beside a developer's without touching i
 
 import argparse
 import asyncio
+import contextlib
 import os
 import secrets
 import signal
@@ -96,22 +97,36 @@ class Stack:
     def commands(self) -> dict[str, tuple[list[str], dict[str, str]]]:
         """Every process of the stack: name -> (argv, environment)."""
         s3_port = str(self.layout.base_port + 9)
-        commands = {"s3": ([str(BIN / "moto_server"), "-H", "127.0.0.1", "-p", s3_port], self.env())}
+        commands = {
+            "s3": ([str(BIN / "moto_server"), "-H", "127.0.0.1", "-p", s3_port], self.env())
+        }
         for service in SERVICES:
             app = f"{service}_service.main:create_app"
             port = str(self.layout.port(service))
             commands[f"{service}-api"] = (
-                [str(BIN / "uvicorn"), app, "--factory", "--host", "127.0.0.1", "--port", port,
-                 "--no-access-log", "--log-level", "warning"],
+                [
+                    str(BIN / "uvicorn"),
+                    app,
+                    "--factory",
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    port,
+                    "--no-access-log",
+                    "--log-level",
+                    "warning",
+                ],
                 self.env(service),
             )
             commands[f"{service}-worker"] = (
-                [sys.executable, "-m", f"{service}_service.worker"], self.env(service)
+                [sys.executable, "-m", f"{service}_service.worker"],
+                self.env(service),
             )
         commands["pipeline"] = ([sys.executable, "-m", "pipeline.reference"], self.env())
         conf = self.layout.run_dir / "nginx" / "nginx.conf"
         commands["gateway"] = (
-            ["nginx", "-p", str(conf.parent), "-c", str(conf), "-g", "daemon off;"], self.env()
+            ["nginx", "-p", str(conf.parent), "-c", str(conf), "-g", "daemon off;"],
+            self.env(),
         )
         return commands
 
@@ -156,8 +171,15 @@ class Stack:
         logs.mkdir(parents=True, exist_ok=True)
         for name, (argv, env) in self.commands().items():
             with (logs / f"{name}.log").open("ab") as log:
-                proc = subprocess.Popen(argv, env=env, cwd=ROOT, stdout=log, stderr=log,
-                                        stdin=subprocess.DEVNULL, start_new_session=True)
+                proc = subprocess.Popen(
+                    argv,
+                    env=env,
+                    cwd=ROOT,
+                    stdout=log,
+                    stderr=log,
+                    stdin=subprocess.DEVNULL,
+                    start_new_session=True,
+                )
             (self.layout.run_dir / f"{name}.pid").write_text(str(proc.pid))
             if name == "s3":
                 self.wait_for(f"{self.layout.s3_url}/moto-api/", timeout)
@@ -168,9 +190,12 @@ class Stack:
         from shared.config import S3Settings
         from shared.storage import Storage
 
-        settings = S3Settings(s3_endpoint_url=self.layout.s3_url, s3_bucket="opencap",
-                              aws_access_key_id="opencaplocal",
-                              aws_secret_access_key="opencaplocalsecret")
+        settings = S3Settings(
+            s3_endpoint_url=self.layout.s3_url,
+            s3_bucket="opencap",
+            aws_access_key_id="opencaplocal",
+            aws_secret_access_key="opencaplocalsecret",
+        )
         Storage(settings).ensure_bucket()
 
     def wait_for(self, url: str, timeout: float) -> None:
@@ -253,10 +278,8 @@ def alive(pid: int) -> bool:
 
 
 def signal_group(pid: int, sig: int) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pid, sig)
-    except (ProcessLookupError, PermissionError):
-        pass
 
 
 def ensure_vhost(vhost: str, fresh: bool) -> None:

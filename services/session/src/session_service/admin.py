@@ -2,6 +2,7 @@
 
     opencap-admin create-user alice --password '…' [--email …] [--group backend]
     opencap-admin add-group alice priority
+    opencap-admin set-password alice --password '…'
     opencap-admin mint-token alice          # prints a new token (shown only once)
 
 This is how an operator gives the pipeline its backend token. The database is the
@@ -35,9 +36,17 @@ async def create_user(
 ) -> User:
     if (await tx.scalars(select(User).where(User.username == username))).first():
         raise SystemExit(f"a user named {username!r} already exists")
-    user = User(username=username, email=email, password_hash=hash_password(password),
-                first_name="", last_name="", institutional_use="", groups=sorted(set(groups)),
-                is_active=True, date_joined=utcnow())
+    user = User(
+        username=username,
+        email=email,
+        password_hash=hash_password(password),
+        first_name="",
+        last_name="",
+        institutional_use="",
+        groups=sorted(set(groups)),
+        is_active=True,
+        date_joined=utcnow(),
+    )
     tx.add(user)
     await tx.flush()
     return user
@@ -54,6 +63,9 @@ async def run(args: argparse.Namespace, settings: Settings) -> str:
             if args.command == "add-group":
                 user.groups = sorted({*user.groups, args.group})
                 return f"{user.username} is in: {', '.join(user.groups)}"
+            if args.command == "set-password":
+                user.password_hash = hash_password(args.password)
+                return f"changed the password of {user.username}"
             return mint_token(tx, user)
     finally:
         await engine.dispose()
@@ -70,6 +82,9 @@ def parser() -> argparse.ArgumentParser:
     group = commands.add_parser("add-group", help="put a user in a group")
     group.add_argument("username")
     group.add_argument("group", choices=GROUPS)
+    password = commands.add_parser("set-password", help="set a user's password")
+    password.add_argument("username")
+    password.add_argument("--password", required=True)
     token = commands.add_parser("mint-token", help="print a new API token for a user")
     token.add_argument("username")
     return p

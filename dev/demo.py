@@ -1,0 +1,151 @@
+"""The main job: one three-camera trial from recording to results, on real video files.
+
+    python -m dev.demo          (or `make demo`)
+
+It starts the local stack if it is not running (and stops it again at the end), makes
+three cameras' H.264 clips of a moving scene, then plays the web app and three iPhones
+through the gateway exactly as the real clients call it: log in, new session, decode the
+QR code, phones polling once a second, record, stop, uploads, processing, results. It
+prints the timeline and the results, and exits non-zero if anything fails.
+"""
+
+import argparse
+import asyncio
+import secrets
+import sys
+import time
+import uuid
+
+import httpx
+
+from dev.clients import Phone, Timeline, WebApp
+from dev.stack import DEV, Layout, Stack
+from dev.videos import make_clips
+
+
+async def ensure_user(layout: Layout, username: str) -> str:
+    """Create (or reset) the demo account through the operator commands; returns its password."""
+    from session_service import admin
+    from session_service.config import Settings
+
+    password = secrets.token_urlsafe(18)
+    settings = Settings(database_url=layout.database_url("session"))
+    try:
+        await admin.run(
+            admin.parser().parse_args(["set-password", username, "--password", password]), settings
+        )
+    except SystemExit:
+        await admin.run(
+            admin.parser().parse_args(["create-user", username, "--password", password]), settings
+        )
+    return password
+
+
+async def record_trial(
+    layout: Layout, cameras: int, seconds: float
+) -> tuple[dict, Timeline, list[Phone]]:
+    timeline = Timeline(echo=True)
+    clips = make_clips(layout.run_dir / "clips", cameras, seconds=seconds + 0.5)
+    timeline.add("demo", f"made {cameras} H.264 clips of {seconds + 0.5:.1f} s ({clips[0].parent})")
+    web = WebApp(layout.gateway_url, timeline)
+    await web.login("demo", await ensure_user(layout, "demo"))
+    session, qr_url = await web.new_session()
+    stop = asyncio.Event()
+    phones = [
+        Phone(f"phone{i + 1}", str(uuid.uuid4()).upper(), clip, qr_url, timeline)
+        for i, clip in enumerate(clips)
+    ]
+    polling = [asyncio.create_task(phone.run(stop)) for phone in phones]
+    timeline.add("demo", f"{cameras} phones scanned the QR code and poll once a second")
+    try:
+        await asyncio.sleep(1.5)
+        trial = await web.record(session["id"], "walk")
+        await web.wait_for_cameras(session["id"], cameras)
+        await asyncio.sleep(seconds)
+        await web.stop(session["id"])
+        trial = await web.wait_for_trial(trial["id"])
+        await asyncio.sleep(1.2)  # one more poll: the phones see the session ready again
+    finally:
+        stop.set()
+        await asyncio.gather(*polling)
+        await web.close()
+    return trial, timeline, phones
+
+
+def phase(timeline: Timeline, start: str, end: str) -> str:
+    """Seconds from the first timeline entry containing `start` to the last containing `end`."""
+    first = next(t for t, _, text in timeline.entries if start in text)
+    last = max(t for t, _, text in timeline.entries if end in text)
+    return f"{last - first:.2f} s"
+
+
+def report(trial: dict, timeline: Timeline, phones: list[Phone]) -> bool:
+    print(f"\nTrial {trial['name']} ({trial['id']}): {trial['status']}")
+    if trial["status"] == "error":
+        print(f"  error: {(trial.get('meta') or {}).get('error_msg')}")
+    facts = sorted(
+        (r for r in trial["results"] if r["tag"] == "video_facts"), key=lambda r: r["device_id"]
+    )
+    thumbs = {r["device_id"]: r["media"] for r in trial["results"] if r["tag"] == "thumbnail"}
+    print(f"  {len(trial['videos'])} videos, {len(trial['results'])} results")
+    print(
+        f"  {'camera':<6} {'phone':<37} {'codec':<6} {'size':<8} {'fps':>5} {'frames':>6} "
+        f"{'seconds':>7}  thumbnail"
+    )
+    for result in facts:
+        m, camera = result["meta"], result["device_id"]
+        print(
+            f"  {camera:<6} {m['device_id']:<37} {m['codec']:<6} {m['width']}x{m['height']:<4} "
+            f"{m['frame_rate']:>5} {m['frame_count']:>6} {m['duration_s']:>7}  "
+            f"{thumbs.get(camera, '-').split('?')[0]}"
+        )
+    if trial["status"] == "done":
+        print(
+            f"  record -> all cameras connected: {phase(timeline, 'record', 'cameras connected')}"
+        )
+        print(f"  stop -> every video uploaded:    {phase(timeline, 'stop:', 'uploaded')}")
+        print(f"  stop -> trial done:              {phase(timeline, 'stop:', 'trial is done')}")
+    problems = [f"{p.name}: {e}" for p in phones for e in p.errors]
+    problems += [f"{p.name} did not upload" for p in phones if not p.uploaded.is_set()]
+    problems += [f"{p.name} ended at {p.previous!r}" for p in phones if p.previous != "ready"]
+    if trial["status"] != "done" or len(facts) != len(phones):
+        problems.append(f"trial {trial['status']}: {len(facts)} of {len(phones)} cameras measured")
+    for problem in problems:
+        print(f"  PROBLEM: {problem}")
+    return not problems
+
+
+def gateway_up(layout: Layout) -> bool:
+    try:
+        return httpx.get(f"{layout.gateway_url}/health/", timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--cameras", type=int, default=3)
+    parser.add_argument("--seconds", type=float, default=3.0, help="length of the recording")
+    args = parser.parse_args()
+    stack = Stack(DEV)
+    started_here = not gateway_up(DEV)
+    began = time.monotonic()
+    try:
+        if started_here:
+            print("Starting the local stack (S3, services, workers, pipeline worker, gateway)...")
+            stack.prepare()
+            stack.start()
+        trial, timeline, phones = asyncio.run(record_trial(DEV, args.cameras, args.seconds))
+        ok = report(trial, timeline, phones)
+    except Exception as exc:
+        print(f"\nDEMO FAILED: {exc!r}", file=sys.stderr)
+        ok = False
+    finally:
+        if started_here:
+            stack.stop()
+    print(f"\n{'OK' if ok else 'FAILED'} in {time.monotonic() - began:.1f} s")
+    sys.exit(0 if ok else 1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,60 @@
+"""Fixtures of the session service's tests: its migrated database, its app, users."""
+
+from collections.abc import AsyncIterator
+
+import pytest
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+
+from session_service.admin import create_user
+from session_service.auth import hash_password, mint_token
+from session_service.config import Settings
+from session_service.main import create_app
+from session_service.models import User
+from shared.config import S3Settings
+from tests.conftest import api_client, migrated_engine, rolled_back
+
+
+@pytest.fixture(scope="session")
+async def engine(postgres_url: str) -> AsyncIterator[AsyncEngine]:
+    engine = await migrated_engine(postgres_url, "session")
+    yield engine
+    await engine.dispose()
+
+
+@pytest.fixture
+async def tx(engine: AsyncEngine) -> AsyncIterator[AsyncSession]:
+    async with rolled_back(engine) as tx:
+        yield tx
+
+
+@pytest.fixture
+def settings(s3_settings: S3Settings) -> Settings:
+    return Settings(
+        **s3_settings.model_dump(), public_url="https://api.example.org", log_json=False
+    )
+
+
+@pytest.fixture
+async def client(settings: Settings, tx: AsyncSession):
+    async with api_client(create_app(settings), tx) as client:
+        yield client
+
+
+async def make_user(tx: AsyncSession, username: str = "alice", groups=()) -> User:
+    user = await create_user(tx, username, "pw", groups=list(groups))
+    user.password_hash = hash_password("secret password", iterations=1000)
+    return user
+
+
+async def auth_headers(tx: AsyncSession, user: User) -> dict[str, str]:
+    return {"Authorization": f"Token {mint_token(tx, user)}"}
+
+
+@pytest.fixture
+async def alice(tx: AsyncSession) -> User:
+    return await make_user(tx, "alice")
+
+
+@pytest.fixture
+async def as_alice(tx: AsyncSession, alice: User) -> dict[str, str]:
+    return await auth_headers(tx, alice)
