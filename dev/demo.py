@@ -42,9 +42,10 @@ async def ensure_user(layout: Layout, username: str) -> str:
 
 
 async def record_trial(
-    layout: Layout, cameras: int, seconds: float
+    layout: Layout, cameras: int, seconds: float, echo: bool = True
 ) -> tuple[dict, Timeline, list[Phone]]:
-    timeline = Timeline(echo=True)
+    """Play the web app and `cameras` phones through one trial; returns the final trial."""
+    timeline = Timeline(echo=echo)
     clips = make_clips(layout.run_dir / "clips", cameras, seconds=seconds + 0.5)
     timeline.add("demo", f"made {cameras} H.264 clips of {seconds + 0.5:.1f} s ({clips[0].parent})")
     web = WebApp(layout.gateway_url, timeline)

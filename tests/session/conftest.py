@@ -5,12 +5,12 @@ from collections.abc import AsyncIterator
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
-from session_service.admin import create_user
 from session_service.auth import hash_password, mint_token
 from session_service.config import Settings
 from session_service.main import create_app
 from session_service.models import User
 from shared.config import S3Settings
+from shared.db import utcnow
 from tests.conftest import api_client, migrated_engine, rolled_back
 
 
@@ -40,9 +40,19 @@ async def client(settings: Settings, tx: AsyncSession):
         yield client
 
 
+PASSWORD = "secret password"
+
+
 async def make_user(tx: AsyncSession, username: str = "alice", groups=()) -> User:
-    user = await create_user(tx, username, "pw", groups=list(groups))
-    user.password_hash = hash_password("secret password", iterations=1000)
+    """A user whose password is PASSWORD (hashed cheaply: tests make many users)."""
+    user = User(
+        username=username,
+        password_hash=hash_password(PASSWORD, iterations=1000),
+        groups=list(groups),
+        date_joined=utcnow(),
+    )
+    tx.add(user)
+    await tx.flush()
     return user
 
 
@@ -58,3 +68,13 @@ async def alice(tx: AsyncSession) -> User:
 @pytest.fixture
 async def as_alice(tx: AsyncSession, alice: User) -> dict[str, str]:
     return await auth_headers(tx, alice)
+
+
+@pytest.fixture
+async def bob(tx: AsyncSession) -> User:
+    return await make_user(tx, "bob")
+
+
+@pytest.fixture
+async def as_bob(tx: AsyncSession, bob: User) -> dict[str, str]:
+    return await auth_headers(tx, bob)

@@ -1,0 +1,230 @@
+"""The phones' status poll, `GET /sessions/{id}/status/` (reference: opencap-api §5.2,
+clients.md §2.4 and known-failures 27)."""
+
+from uuid import UUID, uuid4
+
+from sqlalchemy import select
+
+from device_service import consumers
+from device_service.models import KnownSession, Outbox, VideoSlot
+from shared.events import ResultsRecorded, TrialStopped, VideoUploaded
+from tests.device.conftest import PUBLIC_URL, create_session, start_trial
+
+KEYS = [
+    "status",
+    "trial",
+    "video",
+    "framerate",
+    "newSessionURL",
+    "n_cameras_connected",
+    "n_videos_uploaded",
+]
+
+
+async def poll(client, session_id, device_id=None):
+    params = {"device_id": str(device_id)} if device_id is not None else {}
+    return await client.get(f"/sessions/{session_id}/status/", params=params)
+
+
+async def outbox(tx, routing_key: str) -> list[dict]:
+    rows = await tx.scalars(select(Outbox).where(Outbox.routing_key == routing_key))
+    return [row.body for row in rows]
+
+
+async def test_unknown_session_is_404_with_a_detail(client):
+    response = await poll(client, uuid4(), uuid4())
+
+    assert response.status_code == 404
+    assert list(response.json()) == ["detail"]
+
+
+async def test_session_id_that_is_not_a_uuid_is_404(client):
+    response = await client.get("/sessions/null/status/")
+
+    assert response.status_code == 404
+    assert "detail" in response.json()
+
+
+async def test_device_id_that_is_not_a_uuid_is_400_on_the_field(client, tx):
+    session_id = await create_session(tx)
+    await start_trial(tx, session_id)
+
+    response = await client.get(f"/sessions/{session_id}/status/?device_id=not-a-uuid")
+
+    assert response.status_code == 400
+    assert list(response.json()) == ["device_id"]
+    assert isinstance(response.json()["device_id"], list)
+    assert (await tx.scalars(select(VideoSlot))).all() == []
+
+
+async def test_status_has_exactly_the_seven_keys_in_order_with_their_json_types(client, tx):
+    session_id = await create_session(tx, framerate=120)
+    trial_id = await start_trial(tx, session_id)
+
+    body = (await poll(client, session_id, uuid4())).json()
+
+    assert list(body) == KEYS
+    assert body["status"] == "recording"
+    assert body["trial"] == f"/trials/{trial_id}/"
+    assert body["video"].startswith("/videos/") and body["video"].endswith("/")
+    UUID(body["video"].split("/")[2])
+    assert body["framerate"] == 120 and type(body["framerate"]) is int
+    assert body["newSessionURL"] is None
+    assert (body["n_cameras_connected"], body["n_videos_uploaded"]) == (1, 0)
+
+
+async def test_session_before_any_trial_is_ready_with_no_trial_or_video(client, tx):
+    session_id = await create_session(tx)
+
+    response = await poll(client, session_id, uuid4())
+
+    assert response.status_code == 200
+    assert response.json() == {
+        "status": "ready",
+        "trial": None,
+        "video": None,
+        "framerate": 60,
+        "newSessionURL": None,
+        "n_cameras_connected": 0,
+        "n_videos_uploaded": 0,
+    }
+    assert await outbox(tx, "device.joined") == []
+
+
+async def test_phone_polling_during_recording_gets_its_slot_and_joins(client, tx):
+    session_id = await create_session(tx)
+    trial_id = await start_trial(tx, session_id)
+    device_id = uuid4()
+
+    body = (await poll(client, session_id, device_id)).json()
+
+    [slot] = (await tx.scalars(select(VideoSlot))).all()
+    assert body["status"] == "recording"
+    assert body["video"] == f"/videos/{slot.id}/"
+    assert (slot.trial_id, slot.device_id) == (trial_id, device_id)
+    [joined] = await outbox(tx, "device.joined")
+    assert joined["data"] == {
+        "video_id": str(slot.id),
+        "trial_id": str(trial_id),
+        "session_id": str(session_id),
+        "device_id": str(device_id),
+    }
+
+
+async def test_repeated_polls_of_one_phone_keep_one_slot_and_one_event(client, tx):
+    session_id = await create_session(tx)
+    await start_trial(tx, session_id)
+    device_id = uuid4()
+
+    videos = {(await poll(client, session_id, device_id)).json()["video"] for _ in range(3)}
+
+    assert len(videos) == 1
+    assert len((await tx.scalars(select(VideoSlot))).all()) == 1
+    assert len(await outbox(tx, "device.joined")) == 1
+
+
+async def test_two_phones_are_two_cameras(client, tx):
+    session_id = await create_session(tx)
+    await start_trial(tx, session_id)
+    first, second = uuid4(), uuid4()
+
+    one = (await poll(client, session_id, first)).json()
+    two = (await poll(client, session_id, second)).json()
+    web = (await poll(client, session_id)).json()
+
+    assert one["video"] != two["video"]
+    assert two["n_cameras_connected"] == 2 and web["n_cameras_connected"] == 2
+    assert len(await outbox(tx, "device.joined")) == 2
+
+
+async def test_uppercase_ios_device_id_registers_the_same_phone(client, tx):
+    session_id = await create_session(tx)
+    await start_trial(tx, session_id)
+    device_id = uuid4()
+
+    upper = await poll(client, session_id, str(device_id).upper())
+    lower = await poll(client, session_id, str(device_id))
+
+    assert upper.status_code == 200 and upper.json()["status"] == "recording"
+    assert upper.json()["video"] == lower.json()["video"]
+    [joined] = await outbox(tx, "device.joined")
+    assert joined["data"]["device_id"] == str(device_id)
+
+
+async def test_caller_without_device_id_during_recording_sees_ready_and_joins_nothing(client, tx):
+    session_id = await create_session(tx)
+    await start_trial(tx, session_id)
+
+    body = (await poll(client, session_id)).json()
+
+    assert (body["status"], body["video"], body["n_cameras_connected"]) == ("ready", None, 0)
+    assert await outbox(tx, "device.joined") == []
+
+
+async def test_phone_arriving_after_the_stop_gets_no_slot(client, tx):
+    session_id = await create_session(tx)
+    trial_id = await start_trial(tx, session_id)
+    recording = uuid4()
+    await poll(client, session_id, recording)
+    await consumers.on_trial_stopped(tx, TrialStopped(trial_id=trial_id, session_id=session_id))
+
+    late = (await poll(client, session_id, uuid4())).json()
+    early = (await poll(client, session_id, recording)).json()
+
+    assert (late["status"], late["video"], late["n_cameras_connected"]) == ("uploading", None, 1)
+    assert (early["status"], early["video"]) == ("uploading", None)
+    assert len(await outbox(tx, "device.joined")) == 1
+
+
+async def test_status_follows_uploads_then_results(client, tx):
+    session_id = await create_session(tx)
+    trial_id = await start_trial(tx, session_id)
+    device_id = uuid4()
+    video_id = UUID((await poll(client, session_id, device_id)).json()["video"].split("/")[2])
+    await consumers.on_trial_stopped(tx, TrialStopped(trial_id=trial_id, session_id=session_id))
+    uploading = (await poll(client, session_id, device_id)).json()
+    uploaded = VideoUploaded(
+        video_id=video_id,
+        trial_id=trial_id,
+        session_id=session_id,
+        device_id=device_id,
+        key="k.mov",
+        size=10,
+    )
+    await consumers.on_video_uploaded(tx, uploaded)
+    processing = (await poll(client, session_id, device_id)).json()
+    await consumers.on_results_recorded(tx, ResultsRecorded(trial_id=trial_id, results=[]))
+    ready = (await poll(client, session_id, device_id)).json()
+
+    assert (uploading["status"], uploading["n_videos_uploaded"]) == ("uploading", 0)
+    assert (processing["status"], processing["n_videos_uploaded"]) == ("processing", 1)
+    assert ready["status"] == "ready"
+
+
+async def test_calibration_trial_records_at_30_fps(client, tx):
+    session_id = await create_session(tx, framerate=240)
+    await start_trial(tx, session_id, name="calibration")
+
+    body = (await poll(client, session_id, uuid4())).json()
+
+    assert body["framerate"] == 30
+
+
+async def test_latest_trial_is_the_one_shown(client, tx):
+    session_id = await create_session(tx)
+    await start_trial(tx, session_id, name="calibration", age=60)
+    latest = await start_trial(tx, session_id, name="walk")
+
+    body = (await poll(client, session_id)).json()
+
+    assert body["trial"] == f"/trials/{latest}/"
+
+
+async def test_new_session_url_is_absolute_once_the_session_is_chained(client, tx):
+    session_id = await create_session(tx)
+    successor = uuid4()
+    (await tx.get(KnownSession, session_id)).new_session_id = successor
+
+    body = (await poll(client, session_id, uuid4())).json()
+
+    assert body["newSessionURL"] == f"{PUBLIC_URL}/sessions/{successor}/status/"
