@@ -147,3 +147,19 @@ def api_client(app, tx: AsyncSession | None = None) -> httpx.AsyncClient:
     if tx is not None:
         app.dependency_overrides[transaction] = lambda: tx
     return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://testserver")
+
+
+async def until_a_query_waits_on_a_lock(engine: AsyncEngine, task: asyncio.Task) -> None:
+    """Return once another connection of this database is blocked on a row lock."""
+    waiting = text(
+        "SELECT count(*) FROM pg_stat_activity "
+        "WHERE datname = current_database() AND wait_event_type = 'Lock'"
+    )
+    async with engine.connect() as conn:
+        for _ in range(1000):
+            assert not task.done(), "the concurrent call finished without waiting"
+            if await conn.scalar(waiting):
+                return
+            await conn.rollback()  # pg_stat_activity is read once per transaction
+            await asyncio.sleep(0.005)
+    raise AssertionError("no query ever waited on the lock")

@@ -57,7 +57,12 @@ async def create_session(tx: AsyncSession, framerate: int = 60) -> UUID:
 
 async def start_trial(tx: AsyncSession, session_id: UUID, name: str = "walk", age: int = 0) -> UUID:
     """A trial that began recording `age` seconds ago (older trials are not the latest)."""
-    trial_id = uuid4()
+    return await start_trial_with_id(tx, session_id, uuid4(), name, age)
+
+
+async def start_trial_with_id(
+    tx: AsyncSession, session_id: UUID, trial_id: UUID, name: str = "walk", age: int = 0
+) -> UUID:
     started = utcnow() - timedelta(seconds=age)
     event = TrialStarted(trial_id=trial_id, session_id=session_id, name=name, created_at=started)
     await consumers.on_trial_started(tx, event)

@@ -3,6 +3,7 @@ clients.md §2.4 and known-failures 27)."""
 
 from uuid import UUID, uuid4
 
+import pytest
 from sqlalchemy import select
 
 from device_service import consumers
@@ -45,11 +46,12 @@ async def test_session_id_that_is_not_a_uuid_is_404(client):
     assert "detail" in response.json()
 
 
-async def test_device_id_that_is_not_a_uuid_is_400_on_the_field(client, tx):
+@pytest.mark.parametrize("device_id", ["not-a-uuid", "", "E621E1F8-C36C-495A"])
+async def test_device_id_that_is_not_a_uuid_is_400_on_the_field(client, tx, device_id):
     session_id = await create_session(tx)
     await start_trial(tx, session_id)
 
-    response = await client.get(f"/sessions/{session_id}/status/?device_id=not-a-uuid")
+    response = await client.get(f"/sessions/{session_id}/status/?device_id={device_id}")
 
     assert response.status_code == 400
     assert list(response.json()) == ["device_id"]

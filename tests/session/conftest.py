@@ -10,7 +10,7 @@ from session_service.config import Settings
 from session_service.main import create_app
 from session_service.models import User
 from shared.config import S3Settings
-from shared.db import utcnow
+from shared.db import transaction, utcnow
 from tests.conftest import api_client, migrated_engine, rolled_back
 
 
@@ -36,7 +36,16 @@ def settings(s3_settings: S3Settings) -> Settings:
 
 @pytest.fixture
 async def client(settings: Settings, tx: AsyncSession):
-    async with api_client(create_app(settings), tx) as client:
+    """The app over HTTP; each request runs in a savepoint of `tx`, released when it
+    succeeds and rolled back when it fails, as a request's own transaction would be."""
+
+    async def request_transaction() -> AsyncIterator[AsyncSession]:
+        async with tx.begin_nested():
+            yield tx
+
+    app = create_app(settings)
+    async with api_client(app, tx) as client:
+        app.dependency_overrides[transaction] = request_transaction
         yield client
 
 

@@ -8,7 +8,6 @@ from uuid import UUID
 
 import aio_pika
 import pytest
-
 from sqlalchemy import BigInteger, Identity, MetaData, String
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -30,12 +29,12 @@ class ProcessedEvent(ProcessedEventMixin, Base):
 
 
 class Effect(Base):
-    """What a test handler writes: one row per time it ran to completion."""
+    """What a test handler writes about the trial of the event it handles."""
 
     __tablename__ = "effects"
 
     id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
-    event_id: Mapped[UUID]
+    trial_id: Mapped[UUID]
     note: Mapped[str] = mapped_column(String(64))
 
 

@@ -91,16 +91,22 @@ class Worker:
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(sig, self.stopping.set)
-            consuming = asyncio.create_task(self._consume(queue))
-            log.info("pipeline_worker_started", worker=self.settings.worker_name)
-            await asyncio.wait(
-                [consuming, asyncio.create_task(self.stopping.wait())],
-                return_when=asyncio.FIRST_COMPLETED,
-            )
-            if not self.busy:
-                consuming.cancel()
-            await asyncio.gather(consuming, return_exceptions=True)
+            try:
+                await self._consume_until_stopped(queue)
+            finally:
+                for sig in (signal.SIGTERM, signal.SIGINT):
+                    loop.remove_signal_handler(sig)
             log.info("pipeline_worker_stopped")
+
+    async def _consume_until_stopped(self, queue) -> None:
+        consuming = asyncio.create_task(self._consume(queue))
+        stopping = asyncio.create_task(self.stopping.wait())
+        log.info("pipeline_worker_started", worker=self.settings.worker_name)
+        await asyncio.wait([consuming, stopping], return_when=asyncio.FIRST_COMPLETED)
+        if not self.busy:
+            consuming.cancel()
+        stopping.cancel()
+        await asyncio.gather(consuming, stopping, return_exceptions=True)
 
     async def _consume(self, queue) -> None:
         async with queue.iterator() as jobs:

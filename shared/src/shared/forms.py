@@ -33,6 +33,13 @@ async def read_fields(request: Request) -> dict[str, Any]:
     return data
 
 
+async def close_files(fields: dict[str, Any]) -> None:
+    """Close the uploaded files among `fields` (their spooled temporary files)."""
+    for value in fields.values():
+        if isinstance(value, UploadFile):
+            await value.close()
+
+
 def json_field(value: Any, field: str) -> Any:
     """A JSON value given either as JSON or as JSON text in a form field."""
     if isinstance(value, str):

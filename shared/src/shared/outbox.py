@@ -156,6 +156,7 @@ async def relay(
                 await asyncio.wait_for(wake.wait(), poll_seconds)
     finally:
         listener.cancel()
+        await asyncio.gather(listener, return_exceptions=True)
 
 
 async def _listen(database_url: str, wake: asyncio.Event) -> None:

@@ -41,19 +41,36 @@ async def on_trial_started(tx: AsyncSession, event: TrialStarted) -> None:
         started_at=event.created_at,
         updated_at=now,
     )
-    await tx.execute(stmt.on_conflict_do_nothing())
+    # A later event may have arrived first (retries, several workers): it made the row and
+    # its status stands; this one only supplies the name and start time.
+    filled = {"name": event.name, "started_at": event.created_at}
+    await tx.execute(stmt.on_conflict_do_update(index_elements=[KnownTrial.id], set_=filled))
 
 
-async def _advance(tx: AsyncSession, trial_id: UUID, status: str) -> KnownTrial | None:
-    trial = await tx.get(KnownTrial, trial_id, with_for_update=True)
-    if trial is not None and trial.advance(status, utcnow()):
-        return trial
-    return None
+async def _advance(
+    tx: AsyncSession, trial_id: UUID, session_id: UUID, status: str
+) -> KnownTrial | None:
+    """The trial if this event moved it to `status`. An event about a trial whose
+    `trial.started` is not in yet creates it at `status`, so it can never show `recording`."""
+    now = utcnow()
+    stmt = insert(KnownTrial).values(
+        id=trial_id,
+        session_id=session_id,
+        name="",
+        status=status,
+        has_results=False,
+        started_at=now,
+        updated_at=now,
+    )
+    if (await tx.execute(stmt.on_conflict_do_nothing().returning(KnownTrial.id))).first():
+        return await tx.get(KnownTrial, trial_id)
+    trial = await tx.get(KnownTrial, trial_id, with_for_update=True, populate_existing=True)
+    return trial if trial.advance(status, now) else None
 
 
 async def on_trial_stopped(tx: AsyncSession, event: TrialStopped) -> None:
     """Recording is over: the trial's set of cameras is final; tell the upload service."""
-    trial = await _advance(tx, event.trial_id, "stopped")
+    trial = await _advance(tx, event.trial_id, event.session_id, "stopped")
     if trial is None:
         return
     cameras = [
@@ -64,11 +81,11 @@ async def on_trial_stopped(tx: AsyncSession, event: TrialStopped) -> None:
 
 
 async def on_trial_queued(tx: AsyncSession, event: TrialQueued) -> None:
-    await _advance(tx, event.trial_id, "processing")
+    await _advance(tx, event.trial_id, event.session_id, "processing")
 
 
 async def on_trial_finished(tx: AsyncSession, event: TrialFinished) -> None:
-    await _advance(tx, event.trial_id, event.status)
+    await _advance(tx, event.trial_id, event.session_id, event.status)
 
 
 async def on_video_uploaded(tx: AsyncSession, event: VideoUploaded) -> None:

@@ -23,7 +23,7 @@ def make_handlers(storage: Storage) -> dict:
     async def on_processing_completed(tx: AsyncSession, event: ProcessingCompleted) -> None:
         """Store the results once every object they name is verified in storage."""
         for item in event.results:
-            if not await asyncio.to_thread(storage.size, item.key):
+            if await asyncio.to_thread(storage.size, item.key) is None:
                 raise MissingResultObject(f"result object {item.key!r} is not in storage")
         now = utcnow()
         for item in event.results:

@@ -57,6 +57,8 @@ async def user_for_token(tx: AsyncSession, key: str) -> User | None:
 
 
 async def authenticate(tx: AsyncSession, username: str, password: str) -> User | None:
+    if "\x00" in username:  # PostgreSQL text cannot hold NUL: no such user
+        return None
     user = (await tx.scalars(select(User).where(User.username == username))).first()
     if user is None or not user.is_active or not verify_password(password, user.password_hash):
         return None

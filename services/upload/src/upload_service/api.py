@@ -8,7 +8,7 @@ from starlette.datastructures import UploadFile
 
 from shared.db import Tx
 from shared.errors import Invalid, NotFound
-from shared.forms import json_field, read_fields
+from shared.forms import close_files, json_field, read_fields
 from shared.storage import Storage
 from upload_service import service
 from upload_service.models import Video
@@ -63,6 +63,13 @@ async def upload(request: Request, tx: Tx) -> Response:
 @router.patch("/video/{video_id}/")
 async def patch_video(video_id: str, request: Request, tx: Tx) -> dict:
     fields = await read_fields(request)
-    parameters = json_field(fields.get("parameters"), "parameters")
-    video = await service.attach_video(tx, parse_id(video_id), fields, parameters, storage(request))
+    try:
+        parameters = json_field(fields.get("parameters"), "parameters")
+        if parameters is not None and not isinstance(parameters, dict):
+            raise Invalid("Expected a JSON object.", field="parameters")
+        video = await service.attach_video(
+            tx, parse_id(video_id), fields, parameters, storage(request)
+        )
+    finally:
+        await close_files(fields)
     return video_json(video, storage(request))

@@ -41,7 +41,7 @@ def issue(key: str, now: datetime, ttl: timedelta, max_bytes: int, secret: str) 
 
 def verify(policy_b64: str, signature: str, key: str, now: datetime, secret: str) -> Policy:
     """The policy if the signature is ours, it is unexpired and it names `key`."""
-    if not hmac.compare_digest(_sign(secret, policy_b64), signature):
+    if not hmac.compare_digest(_sign(secret, policy_b64).encode(), signature.encode()):
         raise Forbidden("The upload signature does not match its policy.")
     try:
         document = json.loads(base64.b64decode(policy_b64, validate=True))

@@ -10,7 +10,7 @@ from sqlalchemy import exists, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.db import utcnow
-from shared.errors import Invalid, NotFound, PayloadTooLarge
+from shared.errors import Conflict, Invalid, NotFound, PayloadTooLarge
 from shared.events import Event
 from shared.outbox import record
 from shared.storage import Storage
@@ -96,7 +96,7 @@ async def attach_video(
         key, size = await _store_inline(upload, storage)
     elif fields.get("video_url"):
         key = str(fields["video_url"])
-        size = await _verified_size(tx, key, video.session_id, storage)
+        size = await _verified_size(tx, key, video, storage)
     else:
         if parameters is not None:
             video.parameters, video.updated_at = parameters, utcnow()
@@ -108,10 +108,13 @@ async def attach_video(
     return video
 
 
-async def _verified_size(tx: AsyncSession, key: str, session_id: UUID, storage: Storage) -> int:
-    issued = await tx.get(UploadKey, key)
-    if issued is None or issued.session_id != session_id:
+async def _verified_size(tx: AsyncSession, key: str, video: Video, storage: Storage) -> int:
+    # Locked, so two videos patched at once with the same key cannot both take it.
+    issued = await tx.get(UploadKey, key, with_for_update=True)
+    if issued is None or issued.session_id != video.session_id:
         raise Invalid("This key was not issued for this session's uploads.", field="video_url")
+    if await tx.scalar(select(exists().where(Video.key == key, Video.id != video.id))):
+        raise Conflict("This upload is already attached to another video.")
     size = await asyncio.to_thread(storage.size, key)
     if not size:
         raise Invalid("No uploaded file was found under this key.", field="video_url")

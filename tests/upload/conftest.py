@@ -1,0 +1,121 @@
+"""Fixtures of the upload service's tests: its migrated database, its app on a real S3
+endpoint, and phones that joined a trial."""
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from uuid import UUID, uuid4
+
+import httpx
+import pytest
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+
+from shared.config import S3Settings
+from shared.events import Camera, CamerasFinal, DeviceJoined
+from tests.conftest import api_client, migrated_engine, rolled_back
+from upload_service import consumers
+from upload_service.config import Settings
+from upload_service.main import create_app
+
+PUBLIC_URL = "https://api.example.org"
+SECRET = "test-signing-secret"
+PARAMETERS = {"fov": "69.4", "model": "iPhone13,3", "max_framerate": 240}
+CONTENT = b"\x00\x00\x00\x14ftypqt  a small quicktime video"
+
+
+@pytest.fixture(scope="session")
+async def engine(postgres_url: str) -> AsyncIterator[AsyncEngine]:
+    engine = await migrated_engine(postgres_url, "upload")
+    yield engine
+    await engine.dispose()
+
+
+@pytest.fixture
+async def tx(engine: AsyncEngine) -> AsyncIterator[AsyncSession]:
+    async with rolled_back(engine) as tx:
+        yield tx
+
+
+@pytest.fixture
+def settings(s3_settings: S3Settings, postgres_url: str) -> Settings:
+    return Settings(
+        **s3_settings.model_dump(),
+        database_url=f"{postgres_url}/pytest_upload",
+        public_url=PUBLIC_URL,
+        log_json=False,
+        upload_signing_secret=SECRET,
+    )
+
+
+@pytest.fixture
+async def client(settings: Settings, tx: AsyncSession):
+    async with api_client(create_app(settings), tx) as client:
+        yield client
+
+
+@dataclass(frozen=True)
+class Trial:
+    session_id: UUID
+    trial_id: UUID
+    cameras: list[Camera]
+
+    @property
+    def final(self) -> CamerasFinal:
+        return CamerasFinal(
+            trial_id=self.trial_id, session_id=self.session_id, cameras=self.cameras
+        )
+
+
+async def joined_trial(tx: AsyncSession, phones: int = 1, session_id: UUID | None = None) -> Trial:
+    """A trial `phones` phones joined (`device.joined`), its camera set not final yet."""
+    cameras = [Camera(video_id=uuid4(), device_id=uuid4()) for _ in range(phones)]
+    trial = Trial(session_id or uuid4(), uuid4(), cameras)
+    for camera in trial.cameras:
+        event = DeviceJoined(
+            video_id=camera.video_id,
+            trial_id=trial.trial_id,
+            session_id=trial.session_id,
+            device_id=camera.device_id,
+        )
+        await consumers.on_device_joined(tx, event)
+    return trial
+
+
+async def presign(client: httpx.AsyncClient, session_id: UUID) -> dict:
+    response = await client.get(f"/sessions/{session_id}/get_presigned_url/")
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def form(fields: dict, content: bytes | None = CONTENT, file_first: bool = True) -> list:
+    """The multipart parts a phone posts: the policy fields (reversed: the phones' order is
+    a Swift dictionary's, i.e. any) and `file`."""
+    parts = [(name, (None, value)) for name, value in reversed(list(fields.items()))]
+    if content is not None:
+        file = ("file", (fields.get("key", "video.mov"), content, "video/mp4"))
+        parts = [file, *parts] if file_first else [*parts, file]
+    return parts
+
+
+async def post_upload(
+    client: httpx.AsyncClient, presigned: dict, content: bytes | None = CONTENT, **changes
+) -> httpx.Response:
+    """POST to the presign's `url` with its fields (some replaced by `changes`) and a file."""
+    fields = {**presigned["fields"], **changes}
+    path = presigned["url"].removeprefix(PUBLIC_URL)
+    return await client.post(path, files=form(fields, content))
+
+
+async def uploaded_key(
+    client: httpx.AsyncClient, session_id: UUID, content: bytes = CONTENT
+) -> str:
+    """Presign and upload as a phone does; the key of the stored object."""
+    presigned = await presign(client, session_id)
+    response = await post_upload(client, presigned, content)
+    assert response.status_code == 204, response.text
+    return presigned["fields"]["key"]
+
+
+async def patch(
+    client: httpx.AsyncClient, video_id, path: str = "videos", **kwargs
+) -> httpx.Response:
+    return await client.patch(f"/{path}/{video_id}/", **kwargs)

@@ -1,0 +1,202 @@
+"""The phones' upload path: presign and the upload target the presign points to
+(reference: clients.md §2.3 and §2.6, opencap-api §7.1, known-failures 17 and 18).
+`PATCH /videos/{id}/` is in test_video_patch.py."""
+
+import base64
+import re
+from datetime import datetime, timedelta
+from uuid import uuid4
+
+import pytest
+
+from shared.db import utcnow
+from tests.conftest import api_client
+from tests.upload.conftest import (
+    CONTENT,
+    PUBLIC_URL,
+    SECRET,
+    form,
+    joined_trial,
+    post_upload,
+    presign,
+)
+from upload_service import policy
+from upload_service.main import create_app
+
+UUID4_MOV = re.compile(
+    r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}\.mov$"
+)
+
+
+# ── presign ─────────────────────────────────────────────────────────────────────────
+
+
+async def test_presign_for_a_session_nobody_joined_is_404(client):
+    response = await client.get(f"/sessions/{uuid4()}/get_presigned_url/")
+
+    assert response.status_code == 404
+    assert list(response.json()) == ["detail"]
+
+
+async def test_presign_for_a_session_id_that_is_not_a_uuid_is_404(client):
+    response = await client.get("/sessions/null/get_presigned_url/", params={"fileName": "x.mov"})
+
+    assert response.status_code == 404
+
+
+async def test_presign_has_exactly_the_fields_the_phones_decode(client, tx):
+    trial = await joined_trial(tx)
+
+    body = await presign(client, trial.session_id)
+
+    assert list(body) == ["url", "fields", "expires_at"]
+    assert set(body["fields"]) == {"key", "AWSAccessKeyId", "policy", "signature"}
+    assert body["url"] == f"{PUBLIC_URL}/uploads/"
+    assert UUID4_MOV.match(body["fields"]["key"])
+    expires_at = datetime.fromisoformat(body["expires_at"].replace("Z", "+00:00"))
+    assert expires_at > utcnow() + timedelta(minutes=20)
+
+
+async def test_presign_ignores_a_caller_supplied_file_name(client, tx):
+    trial = await joined_trial(tx)
+
+    response = await client.request(
+        "GET",
+        f"/sessions/{trial.session_id}/get_presigned_url/",
+        data={"fileName": "../../x.mov"},
+    )
+
+    assert response.status_code == 200
+    assert UUID4_MOV.match(response.json()["fields"]["key"])
+
+
+async def test_each_presign_gets_a_fresh_key(client, tx):
+    trial = await joined_trial(tx)
+
+    first = await presign(client, trial.session_id)
+    second = await presign(client, trial.session_id)
+
+    assert first["fields"]["key"] != second["fields"]["key"]
+
+
+# ── the upload target ───────────────────────────────────────────────────────────────
+
+
+@pytest.mark.parametrize("file_first", [True, False])
+async def test_upload_with_the_policy_fields_in_any_order_stores_the_object(
+    client, tx, storage, file_first
+):
+    trial = await joined_trial(tx)
+    presigned = await presign(client, trial.session_id)
+    fields = dict(reversed(list(presigned["fields"].items())))
+
+    response = await client.post("/uploads/", files=form(fields, CONTENT, file_first))
+
+    assert response.status_code == 204
+    assert storage.size(presigned["fields"]["key"]) == len(CONTENT)
+
+
+async def test_upload_with_a_forged_signature_is_403_and_stores_nothing(client, tx, storage):
+    trial = await joined_trial(tx)
+    presigned = await presign(client, trial.session_id)
+    forged = base64.b64encode(b"f" * 20).decode()
+
+    response = await post_upload(client, presigned, signature=forged)
+
+    assert response.status_code == 403
+    assert list(response.json()) == ["detail"]
+    assert storage.size(presigned["fields"]["key"]) is None
+
+
+async def test_upload_with_a_non_ascii_signature_is_403(client, tx, storage):
+    trial = await joined_trial(tx)
+    presigned = await presign(client, trial.session_id)
+
+    response = await post_upload(client, presigned, signature="sïgnature")
+
+    assert response.status_code == 403
+    assert storage.size(presigned["fields"]["key"]) is None
+
+
+async def test_upload_with_another_keys_policy_is_403(client, tx, storage):
+    trial = await joined_trial(tx)
+    mine = await presign(client, trial.session_id)
+    other = await presign(client, trial.session_id)
+
+    response = await post_upload(client, mine, key=other["fields"]["key"])
+
+    assert response.status_code == 403
+    assert storage.size(other["fields"]["key"]) is None
+
+
+async def test_upload_after_the_policy_expired_is_403(client, tx, storage):
+    trial = await joined_trial(tx)
+    presigned = await presign(client, trial.session_id)
+    key = presigned["fields"]["key"]
+    an_hour_ago = utcnow() - timedelta(hours=2)
+    expired, signature = policy.issue(key, an_hour_ago, timedelta(hours=1), 10**6, SECRET)
+
+    response = await post_upload(client, presigned, policy=expired, signature=signature)
+
+    assert response.status_code == 403
+    assert "expired" in response.json()["detail"]
+    assert storage.size(key) is None
+
+
+async def test_phone_whose_policy_expired_presigns_again_and_uploads(client, tx, storage):
+    trial = await joined_trial(tx)
+    stale = await presign(client, trial.session_id)
+    expired, signature = policy.issue(
+        stale["fields"]["key"], utcnow() - timedelta(hours=2), timedelta(hours=1), 10**6, SECRET
+    )
+    refused = await post_upload(client, stale, policy=expired, signature=signature)
+
+    fresh = await presign(client, trial.session_id)
+    accepted = await post_upload(client, fresh)
+
+    assert (refused.status_code, accepted.status_code) == (403, 204)
+    assert storage.size(fresh["fields"]["key"]) == len(CONTENT)
+
+
+async def test_upload_without_a_file_is_400(client, tx):
+    trial = await joined_trial(tx)
+    presigned = await presign(client, trial.session_id)
+
+    response = await client.post("/uploads/", data=presigned["fields"])
+
+    assert response.status_code == 400
+    assert list(response.json()) == ["file"]
+
+
+async def test_upload_of_an_empty_file_is_400_and_stores_nothing(client, tx, storage):
+    trial = await joined_trial(tx)
+    presigned = await presign(client, trial.session_id)
+
+    response = await post_upload(client, presigned, content=b"")
+
+    assert response.status_code == 400
+    assert list(response.json()) == ["file"]
+    assert storage.size(presigned["fields"]["key"]) is None
+
+
+async def test_upload_without_a_policy_is_400(client, tx, storage):
+    trial = await joined_trial(tx)
+    presigned = await presign(client, trial.session_id)
+    fields = {k: v for k, v in presigned["fields"].items() if k != "policy"}
+
+    response = await client.post("/uploads/", files=form(fields))
+
+    assert response.status_code == 400
+    assert list(response.json()) == ["policy"]
+
+
+async def test_upload_larger_than_the_policy_allows_is_413(settings, tx, storage):
+    small = settings.model_copy(update={"max_video_bytes": 8})
+    trial = await joined_trial(tx)
+    async with api_client(create_app(small), tx) as client:
+        presigned = await presign(client, trial.session_id)
+
+        response = await post_upload(client, presigned, content=b"x" * 9)
+
+    assert response.status_code == 413
+    assert storage.size(presigned["fields"]["key"]) is None

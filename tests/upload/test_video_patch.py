@@ -1,0 +1,287 @@
+"""`PATCH /videos/{id}/`: the phone attaches its upload to its video slot (reference:
+clients.md §2.3 and §2.6, opencap-api §2.1 and §4.3, known-failures 21)."""
+
+import json
+from uuid import UUID, uuid4
+
+import httpx
+import pytest
+from sqlalchemy import select
+
+from tests.upload.conftest import (
+    CONTENT,
+    PARAMETERS,
+    joined_trial,
+    patch,
+    presign,
+    uploaded_key,
+)
+from upload_service.models import Outbox, Video
+
+VIDEO_KEYS = [
+    "id",
+    "trial",
+    "device_id",
+    "video",
+    "video_thumb",
+    "parameters",
+    "created_at",
+    "updated_at",
+]
+
+
+async def events(tx, routing_key: str) -> list[dict]:
+    rows = await tx.scalars(select(Outbox).where(Outbox.routing_key == routing_key))
+    return [row.body["data"] for row in rows]
+
+
+async def test_patch_with_an_uploaded_key_attaches_it_and_announces_the_video(client, tx):
+    trial = await joined_trial(tx)
+    camera = trial.cameras[0]
+    key = await uploaded_key(client, trial.session_id)
+
+    response = await patch(
+        client, camera.video_id, json={"video_url": key, "parameters": PARAMETERS}
+    )
+
+    assert response.status_code == 200
+    body = response.json()
+    assert list(body) == VIDEO_KEYS
+    assert body["id"] == str(camera.video_id)
+    assert (body["trial"], body["device_id"]) == (str(trial.trial_id), str(camera.device_id))
+    assert body["parameters"] == PARAMETERS and body["video_thumb"] is None
+    assert body["created_at"].endswith("Z") and body["updated_at"].endswith("Z")
+    assert await events(tx, "video.uploaded") == [
+        {
+            "video_id": str(camera.video_id),
+            "trial_id": str(trial.trial_id),
+            "session_id": str(trial.session_id),
+            "device_id": str(camera.device_id),
+            "key": key,
+            "size": len(CONTENT),
+            "parameters": PARAMETERS,
+        }
+    ]
+
+
+async def test_patched_video_url_is_a_sigv2_link_that_serves_the_upload(client, tx):
+    trial = await joined_trial(tx)
+    key = await uploaded_key(client, trial.session_id)
+
+    body = (await patch(client, trial.cameras[0].video_id, json={"video_url": key})).json()
+
+    url = body["video"]
+    assert f"/{key}?" in url and "AWSAccessKeyId=" in url and "Signature=" in url
+    assert "X-Amz-" not in url
+    async with httpx.AsyncClient() as s3:
+        assert (await s3.get(url)).content == CONTENT
+
+
+async def test_repeating_the_same_patch_answers_200_and_announces_once(client, tx):
+    trial = await joined_trial(tx)
+    video_id = trial.cameras[0].video_id
+    key = await uploaded_key(client, trial.session_id)
+
+    first = await patch(client, video_id, json={"video_url": key, "parameters": PARAMETERS})
+    again = await patch(client, video_id, json={"video_url": key, "parameters": PARAMETERS})
+
+    assert (first.status_code, again.status_code) == (200, 200)
+    assert again.json()["video"] is not None
+    assert len(await events(tx, "video.uploaded")) == 1
+
+
+async def test_another_key_after_the_upload_was_accepted_is_409(client, tx):
+    trial = await joined_trial(tx)
+    video_id = trial.cameras[0].video_id
+    key = await uploaded_key(client, trial.session_id)
+    other = await uploaded_key(client, trial.session_id)
+    await patch(client, video_id, json={"video_url": key})
+
+    response = await patch(client, video_id, json={"video_url": other})
+
+    assert response.status_code == 409
+    assert (await tx.get(Video, video_id)).key == key
+    assert len(await events(tx, "video.uploaded")) == 1
+
+
+async def test_key_already_attached_to_another_video_is_409(client, tx):
+    trial = await joined_trial(tx, phones=2)
+    first, second = (camera.video_id for camera in trial.cameras)
+    key = await uploaded_key(client, trial.session_id)
+    await patch(client, first, json={"video_url": key})
+
+    response = await patch(client, second, json={"video_url": key})
+
+    assert response.status_code == 409
+    assert (await tx.get(Video, second)).key is None
+    assert len(await events(tx, "video.uploaded")) == 1
+
+
+async def test_key_that_was_never_issued_is_400(client, tx, storage):
+    trial = await joined_trial(tx)
+    key = f"{uuid4()}.mov"
+    storage.put_bytes(key, CONTENT, "video/mp4")
+
+    response = await patch(client, trial.cameras[0].video_id, json={"video_url": key})
+
+    assert response.status_code == 400
+    assert list(response.json()) == ["video_url"]
+    assert await events(tx, "video.uploaded") == []
+
+
+async def test_key_issued_for_another_session_is_400(client, tx):
+    trial, elsewhere = await joined_trial(tx), await joined_trial(tx)
+    key = await uploaded_key(client, elsewhere.session_id)
+
+    response = await patch(client, trial.cameras[0].video_id, json={"video_url": key})
+
+    assert response.status_code == 400
+    assert list(response.json()) == ["video_url"]
+
+
+async def test_issued_key_whose_upload_never_arrived_is_400(client, tx):
+    trial = await joined_trial(tx)
+    presigned = await presign(client, trial.session_id)
+
+    response = await patch(
+        client, trial.cameras[0].video_id, json={"video_url": presigned["fields"]["key"]}
+    )
+
+    assert response.status_code == 400
+    assert list(response.json()) == ["video_url"]
+    assert (await tx.get(Video, trial.cameras[0].video_id)).key is None
+    assert await events(tx, "video.uploaded") == []
+
+
+async def test_form_encoded_patch_with_parameters_as_json_text_works(client, tx):
+    trial = await joined_trial(tx)
+    key = await uploaded_key(client, trial.session_id)
+    fields = {"video_url": key, "parameters": json.dumps(PARAMETERS)}
+
+    response = await patch(client, trial.cameras[0].video_id, data=fields)
+
+    assert response.status_code == 200
+    assert response.json()["parameters"] == PARAMETERS
+    [uploaded] = await events(tx, "video.uploaded")
+    assert (uploaded["key"], uploaded["parameters"]) == (key, PARAMETERS)
+
+
+async def test_multipart_patch_without_a_file_works(client, tx):
+    trial = await joined_trial(tx)
+    key = await uploaded_key(client, trial.session_id)
+    parts = {"video_url": (None, key), "parameters": (None, json.dumps(PARAMETERS))}
+
+    response = await patch(client, trial.cameras[0].video_id, files=parts)
+
+    assert response.status_code == 200
+    assert len(await events(tx, "video.uploaded")) == 1
+
+
+async def test_legacy_multipart_video_file_is_stored_and_attached(client, tx, storage):
+    trial = await joined_trial(tx)
+    files = {"video": ("my-clip.mov", CONTENT, "video/quicktime")}
+
+    response = await patch(
+        client, trial.cameras[0].video_id, files=files, data={"parameters": "{}"}
+    )
+
+    assert response.status_code == 200
+    [uploaded] = await events(tx, "video.uploaded")
+    key = uploaded["key"]
+    UUID(key[:36])
+    assert key[36:] == "-myclip.mov"  # the pipeline reads the name after the last "-"
+    assert storage.size(key) == len(CONTENT)
+    assert f"/{key}?" in response.json()["video"]
+
+
+async def test_legacy_multipart_empty_video_file_is_400(client, tx):
+    trial = await joined_trial(tx)
+    files = {"video": ("clip.mov", b"", "video/quicktime")}
+
+    response = await patch(
+        client, trial.cameras[0].video_id, files=files, data={"parameters": "{}"}
+    )
+
+    assert response.status_code == 400
+    assert (await tx.get(Video, trial.cameras[0].video_id)).key is None
+    assert await events(tx, "video.uploaded") == []
+
+
+async def test_singular_video_route_works(client, tx):
+    trial = await joined_trial(tx)
+    key = await uploaded_key(client, trial.session_id)
+
+    response = await patch(client, trial.cameras[0].video_id, "video", json={"video_url": key})
+
+    assert response.status_code == 200
+    assert len(await events(tx, "video.uploaded")) == 1
+
+
+async def test_patch_with_only_parameters_stores_them_and_announces_nothing(client, tx):
+    trial = await joined_trial(tx)
+
+    response = await patch(client, trial.cameras[0].video_id, json={"parameters": PARAMETERS})
+
+    assert response.status_code == 200
+    assert (response.json()["parameters"], response.json()["video"]) == (PARAMETERS, None)
+    assert await events(tx, "video.uploaded") == []
+
+
+async def test_patch_cannot_move_a_video_to_another_trial_or_phone(client, tx):
+    trial = await joined_trial(tx)
+    camera = trial.cameras[0]
+
+    response = await patch(
+        client, camera.video_id, json={"trial": str(uuid4()), "device_id": str(uuid4())}
+    )
+
+    assert response.status_code == 200
+    assert (response.json()["trial"], response.json()["device_id"]) == (
+        str(trial.trial_id),
+        str(camera.device_id),
+    )
+
+
+@pytest.mark.parametrize("parameters", ["[1, 2]", '"text"', "42"])
+async def test_parameters_that_are_not_a_json_object_are_400(client, tx, parameters):
+    trial = await joined_trial(tx)
+    key = await uploaded_key(client, trial.session_id)
+    video_id = trial.cameras[0].video_id
+
+    refused = await patch(client, video_id, data={"parameters": parameters})
+    then = await patch(client, video_id, json={"video_url": key})
+
+    assert refused.status_code == 400
+    assert list(refused.json()) == ["parameters"]
+    assert then.status_code == 200
+
+
+async def test_parameters_that_are_not_json_are_400(client, tx):
+    trial = await joined_trial(tx)
+
+    response = await patch(client, trial.cameras[0].video_id, data={"parameters": "{model"})
+
+    assert response.status_code == 400
+    assert list(response.json()) == ["parameters"]
+
+
+async def test_body_that_is_not_a_json_object_is_400(client, tx):
+    trial = await joined_trial(tx)
+
+    response = await patch(
+        client,
+        trial.cameras[0].video_id,
+        content=b'["video_url"]',
+        headers={"Content-Type": "application/json"},
+    )
+
+    assert response.status_code == 400
+    assert "detail" in response.json()
+
+
+@pytest.mark.parametrize("video_id", [str(uuid4()), "not-a-uuid"])
+async def test_patch_of_an_unknown_video_is_404(client, video_id):
+    response = await patch(client, video_id, json={"video_url": "x.mov"})
+
+    assert response.status_code == 404
+    assert list(response.json()) == ["detail"]
