@@ -66,7 +66,11 @@ class Layout:
 
 
 DEV = Layout()
-TEST = Layout(name="test", base_port=18000, db_prefix="test_opencap", vhost="opencap_test")
+# The end-to-end tests' stack; E2E_PORT_BASE moves it (and its databases and vhost) aside.
+_E2E = int(os.environ.get("E2E_PORT_BASE", "18000"))
+TEST = Layout(
+    name=f"test{_E2E}", base_port=_E2E, db_prefix=f"test{_E2E}_opencap", vhost=f"opencap_test{_E2E}"
+)
 
 
 @dataclass

@@ -1,16 +1,18 @@
 """Fixtures of the session service's tests: its migrated database, its app, users."""
 
+import secrets
 from collections.abc import AsyncIterator
 
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
-from session_service.auth import hash_password, mint_token
+from session_service.auth import hash_password
 from session_service.config import Settings
 from session_service.main import create_app
-from session_service.models import User
+from session_service.models import Token, User
 from shared.config import S3Settings
 from shared.db import transaction, utcnow
+from shared.identity import token_hash
 from tests.conftest import api_client, migrated_engine, rolled_back
 
 
@@ -66,7 +68,10 @@ async def make_user(tx: AsyncSession, username: str = "alice", groups=()) -> Use
 
 
 async def auth_headers(tx: AsyncSession, user: User) -> dict[str, str]:
-    return {"Authorization": f"Token {mint_token(tx, user)}"}
+    """A token for `user`, stored directly: setting up a test announces nothing."""
+    key = secrets.token_hex(20)
+    tx.add(Token(key_hash=token_hash(key), user_id=user.id, created_at=utcnow()))
+    return {"Authorization": f"Token {key}"}
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from session_service.admin import parser, run
 from session_service.auth import authenticate, user_for_token
 from session_service.config import Settings
-from session_service.models import User
+from session_service.models import Outbox, User
 from shared.db import create_sessionmaker
 
 
@@ -26,6 +26,7 @@ async def operator(engine: AsyncEngine):
     yield admin
     async with engine.begin() as conn:
         await conn.execute(delete(User).where(User.username.like("op-%")))
+        await conn.execute(delete(Outbox))  # what the commands announced
 
 
 @pytest.fixture
@@ -37,6 +38,35 @@ def username() -> str:
 async def db(engine: AsyncEngine):
     """Reads what the CLI committed, in fresh transactions."""
     return create_sessionmaker(engine)
+
+
+async def announced(db) -> list[str]:
+    async with db() as tx:
+        return list((await tx.scalars(select(Outbox.routing_key).order_by(Outbox.id))).all())
+
+
+async def test_users_groups_and_tokens_are_announced_to_the_other_services(operator, db, username):
+    await operator("create-user", username, "--password", "pw")
+    await operator("add-group", username, "backend")
+    await operator("mint-token", username)
+
+    assert await announced(db) == ["user.updated", "user.updated", "user.token_issued"]
+    async with db() as tx:
+        body = (await tx.scalars(select(Outbox).order_by(Outbox.id.desc()))).first().body
+    assert body["data"]["user_id"] > 0 and len(body["data"]["key_hash"]) == 64
+
+
+async def test_sync_identity_announces_every_user_and_token_again(operator, db, username):
+    await operator("create-user", username, "--password", "pw")
+    await operator("mint-token", username)
+    before = len(await announced(db))
+
+    printed = await operator("sync-identity")
+
+    async with db() as tx:
+        users = len((await tx.scalars(select(User))).all())
+    assert printed.startswith(f"announced {users} users")
+    assert (await announced(db))[before:].count("user.updated") == users
 
 
 async def test_create_user_makes_an_account_that_can_log_in(operator, db, username):

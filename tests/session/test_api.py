@@ -3,6 +3,7 @@
 Every request runs in the test's transaction, so the outbox rows it wrote are checked too.
 """
 
+import hashlib
 import io
 import re
 from datetime import datetime, timedelta
@@ -87,6 +88,16 @@ async def test_login_returns_a_token_that_authenticates(client, alice):
     assert body["institutional_use"] == ""
     headers = {"Authorization": f"Token {body['token']}"}
     assert (await client.get("/sessions/new/", headers=headers)).status_code == 200
+
+
+async def test_a_login_announces_the_new_token_hash_to_the_other_services(client, tx, alice):
+    response = await client.post("/login/", json={"username": "alice", "password": PASSWORD})
+
+    [issued] = [row for row in await events(tx) if row.routing_key == "user.token_issued"]
+    assert issued.body["data"] == {
+        "key_hash": hashlib.sha256(response.json()["token"].encode()).hexdigest(),
+        "user_id": alice.id,
+    }
 
 
 async def test_login_accepts_a_form_body_as_the_pipeline_sends_it(client, alice):

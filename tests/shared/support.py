@@ -1,6 +1,7 @@
 """Test-only tables in the database `pytest_shared` (an outbox, a dedupe record, an
-effect) and a helper to read a queue. The shared library has no tables of its own; these
-stand in for a service's, built with the same mixins and NOTIFY trigger its migrations use.
+effect, copies of users and tokens) and a helper to read a queue. The shared library has
+no tables of its own; these stand in for a service's, built with the same mixins and the
+NOTIFY trigger its migrations use.
 """
 
 import asyncio
@@ -12,6 +13,7 @@ from sqlalchemy import BigInteger, Identity, MetaData, String
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from shared.db import NAMING_CONVENTION
+from shared.identity import ApiTokenMixin, ApiUserMixin
 from shared.messaging import ProcessedEventMixin
 from shared.outbox import OutboxMixin
 
@@ -26,6 +28,14 @@ class Outbox(OutboxMixin, Base):
 
 class ProcessedEvent(ProcessedEventMixin, Base):
     __tablename__ = "processed_events"
+
+
+class ApiToken(ApiTokenMixin, Base):
+    __tablename__ = "api_tokens"
+
+
+class ApiUser(ApiUserMixin, Base):
+    __tablename__ = "api_users"
 
 
 class Effect(Base):

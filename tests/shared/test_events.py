@@ -27,11 +27,16 @@ from shared.events import (
     ResultFile,
     ResultsRecorded,
     SessionCreated,
+    SessionUpdated,
+    TokenIssued,
+    TokenRevoked,
     TrialFinished,
     TrialQueued,
     TrialStarted,
     TrialStopped,
     UploadedVideo,
+    UploadTimedOut,
+    UserUpdated,
     VideosReceived,
     VideoUploaded,
     decode,
@@ -64,6 +69,13 @@ RESULT_KEY = f"results/{TRIAL}/0a000000-0000-4000-8000-000000000000-videoFacts_C
 # (producer, sample) per event type, with every optional field set once.
 SAMPLES: dict[str, tuple[str, Event]] = {
     "session.created": ("session", SessionCreated(session_id=SESSION, user_id=7, framerate=120)),
+    "session.updated": (
+        "session",
+        SessionUpdated(session_id=SESSION, framerate=240, new_session_id=UUID(int=5)),
+    ),
+    "user.updated": ("session", UserUpdated(user_id=7, groups=["backend"], is_active=True)),
+    "user.token_issued": ("session", TokenIssued(key_hash="ab" * 32, user_id=7)),
+    "user.token_revoked": ("session", TokenRevoked(key_hash="ab" * 32)),
     "trial.started": (
         "session",
         TrialStarted(trial_id=TRIAL, session_id=SESSION, name="walking", created_at=AT),
@@ -106,6 +118,10 @@ SAMPLES: dict[str, tuple[str, Event]] = {
     "trial.videos_received": (
         "upload",
         VideosReceived(trial_id=TRIAL, session_id=SESSION, videos=VIDEOS),
+    ),
+    "upload.timed_out": (
+        "upload",
+        UploadTimedOut(trial_id=TRIAL, session_id=SESSION, missing_device_ids=[DEVICE_1]),
     ),
     "processing.job": (
         "session",

@@ -58,6 +58,38 @@ class SessionCreated(Event):
     framerate: int = 60
 
 
+class SessionUpdated(Event):
+    """What phones see of a session changed: its frame rate, or the session to move to
+    ("new subject, same setup": phones polling this one follow `new_session_id`)."""
+
+    type: ClassVar[str] = "session.updated"
+    session_id: UUID
+    framerate: int = 60
+    new_session_id: UUID | None = None
+
+
+class UserUpdated(Event):
+    """A user's groups or active flag changed (or the user was created)."""
+
+    type: ClassVar[str] = "user.updated"
+    user_id: int
+    groups: list[str] = []
+    is_active: bool = True
+
+
+class TokenIssued(Event):
+    """An API token was minted; only its SHA-256 travels."""
+
+    type: ClassVar[str] = "user.token_issued"
+    key_hash: str
+    user_id: int
+
+
+class TokenRevoked(Event):
+    type: ClassVar[str] = "user.token_revoked"
+    key_hash: str
+
+
 class TrialStarted(Event):
     """A trial began recording: phones polling the session now get a video slot."""
 
@@ -153,6 +185,15 @@ class VideosReceived(Event):
     videos: list[UploadedVideo]
 
 
+class UploadTimedOut(Event):
+    """A stopped trial's deadline passed with phones that never delivered their video."""
+
+    type: ClassVar[str] = "upload.timed_out"
+    trial_id: UUID
+    session_id: UUID
+    missing_device_ids: list[UUID]
+
+
 # ── produced by the processing pipeline ─────────────────────────────────────────────
 
 
@@ -225,6 +266,10 @@ EVENT_TYPES: dict[str, type[Event]] = {
     cls.type: cls
     for cls in (
         SessionCreated,
+        SessionUpdated,
+        UserUpdated,
+        TokenIssued,
+        TokenRevoked,
         TrialStarted,
         TrialStopped,
         TrialQueued,
@@ -233,6 +278,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
         CamerasFinal,
         VideoUploaded,
         VideosReceived,
+        UploadTimedOut,
         ProcessingJob,
         ProcessingStarted,
         ProcessingCompleted,

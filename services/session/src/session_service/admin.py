@@ -4,6 +4,7 @@
     opencap-admin add-group alice priority
     opencap-admin set-password alice --password '…'
     opencap-admin mint-token alice          # prints a new token (shown only once)
+    opencap-admin sync-identity             # re-announce every user and token hash
 
 This is how an operator gives the pipeline its backend token. The database is the
 session service's (`DATABASE_URL`).
@@ -16,10 +17,12 @@ import sys
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from session_service.auth import hash_password, mint_token
+from session_service.auth import hash_password, mint_token, user_changed
 from session_service.config import Settings
-from session_service.models import User
+from session_service.models import Outbox, Token, User
 from shared.db import create_engine, create_sessionmaker, utcnow
+from shared.events import TokenIssued
+from shared.outbox import record
 
 GROUPS = ("admin", "backend", "priority")
 
@@ -49,6 +52,7 @@ async def create_user(
     )
     tx.add(user)
     await tx.flush()
+    user_changed(tx, user)
     return user
 
 
@@ -56,12 +60,15 @@ async def run(args: argparse.Namespace, settings: Settings) -> str:
     engine = create_engine(settings.database_url, pool_size=1)
     try:
         async with create_sessionmaker(engine)() as tx, tx.begin():
+            if args.command == "sync-identity":
+                return await sync_identity(tx)
             if args.command == "create-user":
                 user = await create_user(tx, args.username, args.password, args.email, args.group)
                 return f"created user {user.username} (id {user.id})"
             user = await _user(tx, args.username)
             if args.command == "add-group":
                 user.groups = sorted({*user.groups, args.group})
+                user_changed(tx, user)
                 return f"{user.username} is in: {', '.join(user.groups)}"
             if args.command == "set-password":
                 user.password_hash = hash_password(args.password)
@@ -69,6 +76,18 @@ async def run(args: argparse.Namespace, settings: Settings) -> str:
             return mint_token(tx, user)
     finally:
         await engine.dispose()
+
+
+async def sync_identity(tx: AsyncSession) -> str:
+    """Publish every user and token hash again, for a service that joined late."""
+    users = (await tx.scalars(select(User))).all()
+    for user in users:
+        user_changed(tx, user)
+    tokens = (await tx.scalars(select(Token))).all()
+    for token in tokens:
+        event = TokenIssued(key_hash=token.key_hash, user_id=token.user_id)
+        record(tx, Outbox, event, producer="session")
+    return f"announced {len(users)} users and {len(tokens)} tokens"
 
 
 def parser() -> argparse.ArgumentParser:
@@ -87,6 +106,7 @@ def parser() -> argparse.ArgumentParser:
     password.add_argument("--password", required=True)
     token = commands.add_parser("mint-token", help="print a new API token for a user")
     token.add_argument("username")
+    commands.add_parser("sync-identity", help="re-announce all users and token hashes")
     return p
 
 

@@ -12,6 +12,7 @@ from session_service.models import Session, User
 from shared.db import Tx
 from shared.errors import Invalid, NotAuthenticated, NotFound
 from shared.forms import read_fields
+from shared.identity import token_key
 from shared.storage import Storage
 
 router = APIRouter()
@@ -19,13 +20,10 @@ router = APIRouter()
 
 async def optional_user(request: Request, tx: Tx) -> User | None:
     """The caller of `Authorization: Token <key>`, or None when there is no header."""
-    header = request.headers.get("authorization")
-    if not header:
+    key = token_key(request.headers.get("authorization"))
+    if key is None:
         return None
-    scheme, _, key = header.partition(" ")
-    if scheme.lower() != "token" or not key.strip():
-        raise NotAuthenticated("Invalid token header. No credentials provided.")
-    user = await user_for_token(tx, key.strip())
+    user = await user_for_token(tx, key)
     if user is None:
         raise NotAuthenticated("Invalid token.")
     return user

@@ -13,8 +13,11 @@ import secrets
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from session_service.models import Token, User
+from session_service.models import Outbox, Token, User
 from shared.db import utcnow
+from shared.events import TokenIssued, UserUpdated
+from shared.identity import token_hash
+from shared.outbox import record
 
 ITERATIONS = 600_000
 
@@ -36,22 +39,26 @@ def verify_password(password: str, encoded: str) -> bool:
     return hmac.compare_digest(base64.b64encode(digest).decode(), expected)
 
 
-def _token_hash(key: str) -> str:
-    return hashlib.sha256(key.encode()).hexdigest()
-
-
 def mint_token(tx: AsyncSession, user: User) -> str:
-    """A new token for `user`; the returned key is not stored anywhere."""
+    """A new token for `user`; the returned key is not stored anywhere (only its hash,
+    which `user.token_issued` tells the other services)."""
     key = secrets.token_hex(20)
-    tx.add(Token(key_hash=_token_hash(key), user_id=user.id, created_at=utcnow()))
+    tx.add(Token(key_hash=token_hash(key), user_id=user.id, created_at=utcnow()))
+    record(tx, Outbox, TokenIssued(key_hash=token_hash(key), user_id=user.id), producer="session")
     return key
+
+
+def user_changed(tx: AsyncSession, user: User) -> None:
+    """Tell the other services a user's groups or active flag (after a flush: needs the id)."""
+    event = UserUpdated(user_id=user.id, groups=list(user.groups), is_active=user.is_active)
+    record(tx, Outbox, event, producer="session")
 
 
 async def user_for_token(tx: AsyncSession, key: str) -> User | None:
     stmt = (
         select(User)
         .join(Token, Token.user_id == User.id)
-        .where(Token.key_hash == _token_hash(key), User.is_active.is_(True))
+        .where(Token.key_hash == token_hash(key), User.is_active.is_(True))
     )
     return (await tx.scalars(stmt)).first()
 
