@@ -23,8 +23,8 @@ from dev.stack import DEV, Layout, Stack
 from dev.videos import make_clips
 
 
-async def ensure_user(layout: Layout, username: str) -> str:
-    """Create (or reset) the demo account through the operator commands; returns its password."""
+async def ensure_user(layout: Layout, username: str, email: str) -> str:
+    """Create (or reset) an account through the operator commands; returns its password."""
     from session_service import admin
     from session_service.config import Settings
 
@@ -49,7 +49,8 @@ async def record_trial(
     clips = make_clips(layout.run_dir / "clips", cameras, seconds=seconds + 0.5)
     timeline.add("demo", f"made {cameras} H.264 clips of {seconds + 0.5:.1f} s ({clips[0].parent})")
     web = WebApp(layout.gateway_url, timeline)
-    await web.login("demo", await ensure_user(layout, "demo"))
+    email = "demo@example.org"
+    await web.login("demo", await ensure_user(layout, "demo", email), email, layout.maildir)
     session, qr_url = await web.new_session()
     stop = asyncio.Event()
     phones = [

@@ -58,6 +58,15 @@ class Layout:
     def port(self, service: str) -> int:
         return self.base_port + 1 + SERVICES.index(service)
 
+    @property
+    def smtp_port(self) -> int:
+        return self.base_port + 8
+
+    @property
+    def maildir(self) -> Path:
+        """Where the local mail catcher keeps what the services send (verification codes)."""
+        return self.run_dir / "mail"
+
     def metrics_port(self, service: str) -> int:
         return self.base_port + 11 + SERVICES.index(service)
 
@@ -89,6 +98,9 @@ class Stack:
             "AWS_SECRET_ACCESS_KEY": "opencaplocalsecret",
             "LOG_JSON": "true",
             "PYTHONUNBUFFERED": "1",
+            "SMTP_HOST": "127.0.0.1",
+            "SMTP_PORT": str(self.layout.smtp_port),
+            "SMTP_STARTTLS": "false",
         }
         if service:
             env |= {
@@ -101,8 +113,23 @@ class Stack:
     def commands(self) -> dict[str, tuple[list[str], dict[str, str]]]:
         """Every process of the stack: name -> (argv, environment)."""
         s3_port = str(self.layout.base_port + 9)
+        smtp = f"127.0.0.1:{self.layout.smtp_port}"
         commands = {
-            "s3": ([str(BIN / "moto_server"), "-H", "127.0.0.1", "-p", s3_port], self.env())
+            "s3": ([str(BIN / "moto_server"), "-H", "127.0.0.1", "-p", s3_port], self.env()),
+            "mail": (
+                [
+                    sys.executable,
+                    "-m",
+                    "aiosmtpd",
+                    "-n",
+                    "-l",
+                    smtp,
+                    "-c",
+                    "aiosmtpd.handlers.Mailbox",
+                    str(self.layout.maildir),
+                ],
+                self.env(),
+            ),
         }
         for service in SERVICES:
             app = f"{service}_service.main:create_app"

@@ -13,7 +13,9 @@ migrations once per run. `tx` fixtures run each test in a transaction rolled bac
 
 import asyncio
 import contextlib
+import email
 import os
+import re
 import socket
 import subprocess
 from collections.abc import AsyncIterator, Iterator
@@ -106,6 +108,46 @@ def s3_settings() -> Iterator[S3Settings]:
     yield settings
     if server:
         server.stop()
+
+
+class Mailbox:
+    """An SMTP server on loopback that keeps every message it receives."""
+
+    def __init__(self) -> None:
+        self.messages: list[email.message.Message] = []
+
+    async def handle_DATA(self, server, session, envelope) -> str:  # noqa: N802 (aiosmtpd API)
+        self.messages.append(email.message_from_bytes(envelope.content))
+        return "250 OK"
+
+    def last_to(self, address: str) -> email.message.Message:
+        found = [m for m in self.messages if m["To"] == address]
+        assert found, f"no mail to {address}"
+        return found[-1]
+
+    def code_for(self, address: str) -> str:
+        """The six-digit verification code of the newest mail to `address`."""
+        body = self.last_to(address).get_payload(decode=True).decode()
+        return re.search(r"\b(\d{6})\b", body).group(1)
+
+
+@pytest.fixture(scope="session")
+def smtp() -> Iterator[tuple[Mailbox, int]]:
+    from aiosmtpd.controller import Controller
+
+    mailbox = Mailbox()
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    controller = Controller(mailbox, hostname="127.0.0.1", port=port)
+    controller.start()
+    yield mailbox, port
+    controller.stop()
+
+
+@pytest.fixture
+def mailbox(smtp) -> Mailbox:
+    return smtp[0]
 
 
 @pytest.fixture(scope="session")

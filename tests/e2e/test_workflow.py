@@ -7,19 +7,7 @@ import httpx
 import pytest
 
 from dev.demo import record_trial
-from dev.stack import TEST, Stack
-
-
-@pytest.fixture(scope="module")
-def stack():
-    with Stack(TEST) as stack:
-        yield stack
-
-
-@pytest.fixture
-async def gateway(stack):
-    async with httpx.AsyncClient(base_url=TEST.gateway_url, timeout=30) as client:
-        yield client
+from dev.stack import TEST
 
 
 def frame_count(path) -> int:

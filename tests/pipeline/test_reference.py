@@ -12,13 +12,14 @@ from pipeline.sdk import ProcessingError
 from shared.events import ProcessingJob, UploadedVideo
 
 
-def job_for(videos: list[UploadedVideo]) -> ProcessingJob:
+def job_for(videos: list[UploadedVideo], trial_type: str = "dynamic") -> ProcessingJob:
+    names = {"calibration": "calibration", "static": "neutral", "dynamic": "walking"}
     return ProcessingJob(
         job_id=uuid4(),
         trial_id=uuid4(),
         session_id=uuid4(),
-        trial_name="walking",
-        trial_type="dynamic",
+        trial_name=names[trial_type],
+        trial_type=trial_type,
         videos=videos,
     )
 
@@ -58,6 +59,20 @@ def test_process_writes_facts_and_a_thumbnail_per_camera(clips, tmp_path):
         assert thumbnail.meta is None
         with Image.open(thumbnail.path) as image:
             assert (image.format, image.size) == ("JPEG", (320, 240))
+
+
+@pytest.mark.parametrize(
+    ("trial_type", "tag"),
+    [("calibration", "calibration-img"), ("static", "neutral-img"), ("dynamic", "thumbnail")],
+)
+def test_each_kind_of_trial_gets_the_picture_its_web_page_waits_for(
+    clips, tmp_path, trial_type, tag
+):
+    video = uploaded()
+
+    outputs = reference.process(job_for([video], trial_type), tmp_path, [(video, clips[0])])
+
+    assert [o.tag for o in outputs] == ["video_facts", tag]
 
 
 def test_no_videos_is_the_originals_error(tmp_path):

@@ -30,9 +30,15 @@ async def tx(engine: AsyncEngine) -> AsyncIterator[AsyncSession]:
 
 
 @pytest.fixture
-def settings(s3_settings: S3Settings) -> Settings:
+def settings(s3_settings: S3Settings, smtp) -> Settings:
     return Settings(
-        **s3_settings.model_dump(), public_url="https://api.example.org", log_json=False
+        **s3_settings.model_dump(),
+        public_url="https://api.example.org",
+        log_json=False,
+        smtp_host="127.0.0.1",
+        smtp_port=smtp[1],
+        smtp_starttls=False,
+        web_app_url="https://app.example.org",
     )
 
 
@@ -54,13 +60,18 @@ async def client(settings: Settings, tx: AsyncSession):
 PASSWORD = "secret password"
 
 
-async def make_user(tx: AsyncSession, username: str = "alice", groups=()) -> User:
-    """A user whose password is PASSWORD (hashed cheaply: tests make many users)."""
+async def make_user(
+    tx: AsyncSession, username: str = "alice", groups=(), verified: bool = True
+) -> User:
+    """A user whose password is PASSWORD (hashed cheaply: tests make many users), past the
+    e-mail code step unless `verified` is False."""
     user = User(
         username=username,
+        email=f"{username}@example.org",
         password_hash=hash_password(PASSWORD, iterations=1000),
         groups=list(groups),
         date_joined=utcnow(),
+        otp_verified=verified,
     )
     tx.add(user)
     await tx.flush()

@@ -76,7 +76,9 @@ def assert_pipeline_parsable(url: str) -> None:
 # ── login ───────────────────────────────────────────────────────────────────────────
 
 
-async def test_login_returns_a_token_that_authenticates(client, alice):
+async def test_login_returns_a_token_that_works_once_the_mailed_code_is_entered(
+    client, alice, mailbox
+):
     response = await client.post("/login/", json={"username": "alice", "password": PASSWORD})
 
     assert response.status_code == 200
@@ -84,9 +86,16 @@ async def test_login_returns_a_token_that_authenticates(client, alice):
     assert list(body) == ["token", "user_id", "otp_challenge_sent", "institutional_use"]
     assert re.fullmatch(r"[0-9a-f]{40}", body["token"])
     assert body["user_id"] == alice.id
-    assert body["otp_challenge_sent"] is False
+    assert body["otp_challenge_sent"] is True
     assert body["institutional_use"] == ""
     headers = {"Authorization": f"Token {body['token']}"}
+    assert (await client.get("/check-otp-verified/", headers=headers)).json() == {
+        "otp_verified": False
+    }
+    assert (await client.get("/sessions/new/", headers=headers)).status_code == 403
+    code = mailbox.code_for(alice.email)
+    verified = await client.post("/verify/", json={"otp_token": code}, headers=headers)
+    assert verified.status_code == 200
     assert (await client.get("/sessions/new/", headers=headers)).status_code == 200
 
 
@@ -358,7 +367,16 @@ async def test_record_starts_a_trial_and_tells_the_phones(client, tx, as_alice):
 
 @pytest.mark.parametrize(
     "query",
-    ["", "?name=", "?name=%20%20", f"?name={'a' * 65}", "?name=../x", "?name=a%20b", "?name=a/b"],
+    [
+        "",
+        "?name=",
+        "?name=%20%20",
+        f"?name={'a' * 65}",
+        "?name=../x",
+        "?name=a/b",
+        "?name=a%5Cb",
+        "?name=a%0Ab",
+    ],
 )
 async def test_record_rejects_a_bad_trial_name(client, tx, as_alice, query):
     session = await new_session(client, as_alice)
@@ -382,17 +400,32 @@ async def test_record_accepts_a_64_character_name(client, as_alice):
 
 async def test_a_refused_recording_leaves_the_current_one_running(client, tx, as_alice):
     session = await new_session(client, as_alice)
-    current = await record(client, session["id"], "a" * 64, as_alice)
+    await record(client, session["id"], "a" * 64, as_alice)
+    current = await record(client, session["id"], "b", as_alice)
 
-    # the repeated name would become "aaa…a_1": 66 characters
+    # a second "aaa…a" would be named "aaa…a_1": 66 characters
     response = await client.get(
         f"/sessions/{session['id']}/record/?name={'a' * 64}", headers=as_alice
     )
 
     assert response.status_code == 400 and list(response.json()) == ["name"]
-    [trial] = (await client.get(f"/sessions/{session['id']}/", headers=as_alice)).json()["trials"]
-    assert (trial["id"], trial["status"]) == (current["id"], "recording")
-    assert await routing_keys(tx) == ["session.created", "trial.started"]
+    trials = (await client.get(f"/sessions/{session['id']}/", headers=as_alice)).json()["trials"]
+    assert (trials[-1]["id"], trials[-1]["status"]) == (current["id"], "recording")
+    assert await routing_keys(tx) == [
+        "session.created",
+        "trial.started",
+        "trial.finished",
+        "trial.started",
+    ]
+
+
+async def test_unicode_trial_names_are_kept_byte_for_byte(client, as_alice):
+    session = await new_session(client, as_alice)
+    name = "跑步 テスト 🏃 [1]"
+
+    trial = await record(client, session["id"], name, as_alice)
+
+    assert trial["name"] == name
 
 
 async def test_record_needs_the_owner(client, tx, as_alice, as_bob):

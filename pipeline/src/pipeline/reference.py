@@ -75,6 +75,11 @@ def thumbnail(path: Path, duration: float, out: Path) -> None:
         raise ProcessingError("A thumbnail could not be made.", done.stderr.strip()[-500:])
 
 
+# The picture each kind of trial shows in the web app: the calibration page waits for
+# `calibration-img`, the neutral page for `neutral-img` (reference §5.3, §6.4).
+IMAGE_TAGS = {"calibration": "calibration-img", "static": "neutral-img", "dynamic": "thumbnail"}
+
+
 def process(
     job: ProcessingJob, workdir: Path, videos: list[tuple[UploadedVideo, Path]]
 ) -> list[OutputFile]:
@@ -94,7 +99,7 @@ def process(
         thumbnail(path, facts["duration_s"], thumb)
         outputs += [
             OutputFile(facts_file, "video_facts", camera, facts),
-            OutputFile(thumb, "thumbnail", camera),
+            OutputFile(thumb, IMAGE_TAGS.get(job.trial_type, "thumbnail"), camera),
         ]
     return outputs
 

@@ -4,6 +4,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import asynccontextmanager
 
 from fastapi import APIRouter, FastAPI, Request
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 
 from shared.config import ServiceSettings
@@ -47,6 +48,14 @@ def create_service_app(
     )
     app.state.settings = settings
     add_error_handlers(app)
+    app.add_middleware(
+        CORSMiddleware,
+        allow_origins=settings.cors_origins,
+        allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"],
+        allow_headers=["Authorization", "Content-Type", "X-Request-ID", "X-Correlation-ID"],
+        expose_headers=["X-Request-ID"],
+        max_age=600,
+    )
     app.add_middleware(RequestContextMiddleware, quiet_routes=quiet_routes)
     app.add_route("/metrics", metrics_endpoint, include_in_schema=False)
     app.add_api_route("/healthz", _healthz, include_in_schema=False)

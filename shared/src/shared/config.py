@@ -32,6 +32,8 @@ class ServiceSettings(S3Settings):
     database_url: str = "postgresql+asyncpg://postgres@127.0.0.1:5432/opencap"
     amqp_url: str = "amqp://guest:guest@127.0.0.1:5672/"
     public_url: str = "http://127.0.0.1:8000"
+    # Browser origins allowed to call the API (the web app is served from another origin).
+    cors_origins: list[str] = ["http://localhost:8080", "http://127.0.0.1:8080"]
     log_level: str = "INFO"
     log_json: bool = True
     # Port of the worker process's Prometheus endpoint (the API serves /metrics itself).

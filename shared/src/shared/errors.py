@@ -64,6 +64,12 @@ class PayloadTooLarge(DomainError):
     status_code = 413
 
 
+class Unavailable(DomainError):
+    """A dependency (mail server, object store) failed; the client may try again."""
+
+    status_code = 503
+
+
 REQUIRED = "This field is required."
 STATUS_DETAILS = {404: "Not found.", 405: "Method not allowed.", 413: "Request body too large."}
 

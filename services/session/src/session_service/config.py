@@ -1,4 +1,6 @@
-"""Settings of the session service."""
+"""Settings of the session service (environment variables of the same names, upper case)."""
+
+from pydantic import Field
 
 from shared.config import ServiceSettings
 
@@ -8,3 +10,29 @@ class Settings(ServiceSettings):
     database_url: str = "postgresql+asyncpg://postgres@127.0.0.1:5432/opencap_session"
     metrics_port: int = 9101
     qr_url_ttl_seconds: int = 12000
+    # The web app's address: password-reset links point there (a `host` sent by the client
+    # is used only if it is this one or one of the CORS origins).
+    web_app_url: str = "http://localhost:8080"
+    # Mail goes through SMTP when smtp_host is set, and to the log otherwise.
+    smtp_host: str | None = None
+    smtp_port: int = 587
+    smtp_user: str | None = None
+    smtp_password: str | None = Field(default=None, repr=False)
+    smtp_starttls: bool = True
+    mail_from: str = "OpenCap <noreply@opencap.local>"
+    # The e-mail code step after login. `otp_auto_pass` makes it a formality (single-user
+    # installs): no mail is sent and any code passes.
+    otp_auto_pass: bool = False
+    otp_code_ttl_seconds: int = 900
+    otp_max_failures: int = 5
+    otp_remember_days: int = 90
+    password_reset_ttl_hours: int = 72
+    # Trials: calibration and neutral stop themselves after this window (phones poll once a
+    # second: the window leaves every phone at least two polls to see `recording`); a
+    # repeated `record` within the dedupe window returns the same trial; the janitor ends
+    # trials left recording longer than the timeout.
+    capture_window_seconds: float = 3.0
+    record_dedupe_seconds: float = 5.0
+    recording_timeout_seconds: int = 600
+    # Sessions never used (no trial, no chained session) are removed after this many days.
+    empty_session_retention_days: int = 7

@@ -6,7 +6,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from session_service.models import Outbox, Result, Trial, Video
-from session_service.service import PRODUCER, emit
+from session_service.sessions import PRODUCER, emit
 from shared.db import utcnow
 from shared.events import (
     JOB_ROUTING_KEY,
@@ -17,6 +17,7 @@ from shared.events import (
     ProcessingJob,
     ProcessingStarted,
     ResultsRecorded,
+    UploadTimedOut,
     VideosReceived,
     VideoUploaded,
 )
@@ -26,6 +27,11 @@ NO_CAMERAS = (
     "No cameras were connected when this trial was recorded. Make sure the phones show "
     "the session's QR code page and have a stable internet connection."
 )
+ONE_CAMERA = (
+    "Calibration needs at least two cameras, but only {n} recorded it. Connect two or more "
+    "phones and calibrate again."
+)
+MISSING = "No video arrived from {devices} before the upload deadline. Record the trial again."
 
 
 async def _trial(tx: AsyncSession, trial_id) -> Trial | None:
@@ -63,10 +69,25 @@ async def on_video_uploaded(tx: AsyncSession, event: VideoUploaded) -> None:
 
 
 async def on_cameras_final(tx: AsyncSession, event: CamerasFinal) -> None:
-    """A trial stopped with no phone connected can never be processed: say so now."""
+    """A trial that can never be processed is an error now, with the reason: no phone
+    connected, or a calibration seen by fewer than two cameras."""
     trial = await _trial(tx, event.trial_id)
-    if trial is not None and not event.cameras and trial.status == "stopped":
+    if trial is None or trial.status != "stopped":
+        return
+    if not event.cameras:
         emit(tx, trial.fail(NO_CAMERAS, utcnow(), "No video slots were registered."))
+    elif trial.name == "calibration" and len(event.cameras) < 2:
+        message = ONE_CAMERA.format(n=len(event.cameras))
+        emit(tx, trial.fail(message, utcnow(), "calibration with fewer than 2 cameras"))
+
+
+async def on_upload_timed_out(tx: AsyncSession, event: UploadTimedOut) -> None:
+    trial = await _trial(tx, event.trial_id)
+    if trial is None or trial.status != "stopped":
+        return
+    devices = ", ".join(f"phone {str(d).upper()}" for d in event.missing_device_ids)
+    message = MISSING.format(devices=devices or "some phones")
+    emit(tx, trial.fail(message, utcnow(), f"upload deadline passed; missing: {devices}"))
 
 
 async def on_videos_received(tx: AsyncSession, event: VideosReceived) -> None:
@@ -125,6 +146,7 @@ HANDLERS = {
     DeviceJoined: on_device_joined,
     VideoUploaded: on_video_uploaded,
     CamerasFinal: on_cameras_final,
+    UploadTimedOut: on_upload_timed_out,
     VideosReceived: on_videos_received,
     ProcessingStarted: on_processing_started,
     ProcessingFailed: on_processing_failed,

@@ -8,16 +8,10 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
-from pydantic import BaseModel
-
-from session_service.models import Result, Session, Trial, Video
+from session_service.models import Result, Session, Subject, Trial, User, Video
+from session_service.models.subjects import GENDERS, SEXES
 
 Presign = Callable[[str], str]
-
-
-class LoginBody(BaseModel):
-    username: str
-    password: str
 
 
 def iso(value: datetime | None) -> str | None:
@@ -86,10 +80,12 @@ def trial_json(
     }
 
 
-def session_name(session: Session) -> str:
-    subject = (session.meta or {}).get("subject") or {}
-    if subject.get("id"):
-        return str(subject["id"])
+def session_name(session: Session, subject: Subject | None = None) -> str:
+    if subject is not None:
+        return subject.name
+    legacy = (session.meta or {}).get("subject") or {}
+    if legacy.get("id"):
+        return str(legacy["id"])
     return str(session.id).split("-")[0]
 
 
@@ -103,20 +99,26 @@ def trials_count(trials: list[Trial]) -> int:
 
 
 def session_json(
-    session: Session, trials: list[dict[str, Any]], counted: list[Trial], presign: Presign
+    session: Session,
+    trials: list[dict[str, Any]],
+    counted: list[Trial],
+    presign: Presign,
+    subject: Subject | None = None,
 ) -> dict[str, Any]:
+    """The Session shape; `trials` are trial views (empty for the list's light shape) and
+    `counted` the trial rows the counts come from."""
     meta = session.meta or {}
     return {
         "id": str(session.id),
         "user": session.user_id,
         "public": session.public,
-        "name": session_name(session),
+        "name": session_name(session, subject),
         "sessionName": meta.get("sessionName", ""),
         "qrcode": presign(session.qrcode_key) if session.qrcode_key else None,
         "meta": session.meta,
         "trials": trials,
         "server": session.server,
-        "subject": None,
+        "subject": session.subject_id,
         "isMono": session.is_mono,
         "created_at": iso(session.created_at),
         "updated_at": iso(session.updated_at),
@@ -124,4 +126,52 @@ def session_json(
         "trashed_at": iso(session.trashed_at),
         "trials_count": trials_count(counted),
         "trashed_trials_count": sum(1 for t in counted if t.trashed),
+    }
+
+
+def subject_json(subject: Subject, tags: list[str]) -> dict[str, Any]:
+    return {
+        "id": subject.id,
+        "name": subject.name,
+        "weight": subject.weight,
+        "height": subject.height,
+        "age": subject.age,
+        "birth_year": subject.birth_year,
+        "gender": subject.gender,
+        "gender_display": GENDERS.get(subject.gender or ""),
+        "sex_at_birth": subject.sex_at_birth,
+        "sex_display": SEXES.get(subject.sex_at_birth or ""),
+        "characteristics": subject.characteristics,
+        "subject_tags": tags,
+        "created_at": iso(subject.created_at),
+        "updated_at": iso(subject.updated_at),
+        "trashed": subject.trashed,
+        "trashed_at": iso(subject.trashed_at),
+    }
+
+
+def simple_subject_json(subject: Subject) -> dict[str, Any]:
+    return {
+        "id": subject.id,
+        "display_name": f"{subject.name} ({subject.weight} Kg, {subject.height} m, "
+        f"{subject.birth_year})",
+    }
+
+
+def user_json(user: User, presign: Presign) -> dict[str, Any]:
+    """The user as register and the profile pages read it (never the password hash)."""
+    return {
+        "id": user.id,
+        "username": user.username,
+        "first_name": user.first_name,
+        "last_name": user.last_name,
+        "email": user.email,
+        "institution": user.institution,
+        "reason": user.reason,
+        "website": user.website,
+        "newsletter": user.newsletter,
+        "profession": user.profession,
+        "country": user.country,
+        "profile_picture": presign(user.profile_picture_key) if user.profile_picture_key else None,
+        "institutional_use": user.institutional_use,
     }

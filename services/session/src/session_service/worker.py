@@ -1,12 +1,46 @@
 """The session service's worker process: `python -m session_service.worker`."""
 
 import asyncio
+from datetime import timedelta
+
+import structlog
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from session_service.config import Settings
 from session_service.consumers import HANDLERS
 from session_service.models import Outbox, ProcessedEvent
+from session_service.sessions import remove_unused_sessions
+from session_service.trials import end_stuck_recordings, stop_due_captures
 from shared.messaging import declare_jobs
 from shared.worker import run_worker
+
+log = structlog.get_logger()
+Db = async_sessionmaker[AsyncSession]
+
+
+def periodic_jobs(settings: Settings) -> dict:
+    """The service's clocks: capture windows, stuck recordings, unused sessions."""
+
+    async def stop_captures(db: Db) -> None:
+        async with db() as tx, tx.begin():
+            if stopped := await stop_due_captures(tx):
+                log.info("captures_stopped", count=stopped)
+
+    async def end_stuck(db: Db) -> None:
+        async with db() as tx, tx.begin():
+            if ended := await end_stuck_recordings(tx, settings.recording_timeout_seconds):
+                log.warning("stuck_recordings_ended", count=ended)
+
+    async def clean_sessions(db: Db) -> None:
+        age = timedelta(days=settings.empty_session_retention_days)
+        while True:
+            async with db() as tx, tx.begin():
+                removed = await remove_unused_sessions(tx, age)
+            if not removed:
+                return
+            log.info("unused_sessions_removed", count=removed)
+
+    return {stop_captures: 0.25, end_stuck: 30.0, clean_sessions: 3600.0}
 
 
 def main(settings: Settings | None = None) -> None:
@@ -18,6 +52,7 @@ def main(settings: Settings | None = None) -> None:
             processed=ProcessedEvent,
             handlers=HANDLERS,
             declare=declare_jobs,
+            periodic=periodic_jobs(settings),
         )
     )
 

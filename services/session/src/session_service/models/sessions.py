@@ -1,4 +1,4 @@
-"""Users, sessions, trials, and the projections of videos and results the trial view needs.
+"""Sessions, trials, and the projections of videos and results the trial view needs.
 
 Rules about one trial live on `Trial`: each transition checks where the trial is and
 returns the event that records what happened (or None when a repeat changes nothing).
@@ -10,61 +10,26 @@ from typing import Any
 from uuid import UUID, uuid4
 
 from sqlalchemy import (
-    ARRAY,
     BigInteger,
     Boolean,
-    DateTime,
     ForeignKey,
     Identity,
+    Index,
     Integer,
     Interval,
-    MetaData,
     String,
+    Text,
     UniqueConstraint,
+    text,
 )
-from sqlalchemy.dialects.postgresql import JSONB
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.orm import Mapped, mapped_column
 
-from shared.db import NAMING_CONVENTION
+from session_service.models.base import Base
 from shared.errors import Conflict
-from shared.events import TrialFinished, TrialQueued, TrialStarted, TrialStopped
-from shared.messaging import ProcessedEventMixin
-from shared.outbox import OutboxMixin
+from shared.events import SessionUpdated, TrialFinished, TrialQueued, TrialStarted, TrialStopped
 
 SPECIAL_TRIALS = ("calibration", "neutral")
-
-
-class Base(DeclarativeBase):
-    metadata = MetaData(naming_convention=NAMING_CONVENTION)
-    type_annotation_map = {datetime: DateTime(timezone=True), dict[str, Any]: JSONB}
-
-
-class User(Base):
-    __tablename__ = "users"
-
-    id: Mapped[int] = mapped_column(Integer, Identity(), primary_key=True)
-    username: Mapped[str] = mapped_column(String(150), unique=True)
-    email: Mapped[str] = mapped_column(String(254), default="")
-    password_hash: Mapped[str] = mapped_column(String(256))
-    first_name: Mapped[str] = mapped_column(String(150), default="")
-    last_name: Mapped[str] = mapped_column(String(150), default="")
-    institutional_use: Mapped[str] = mapped_column(String(100), default="")
-    groups: Mapped[list[str]] = mapped_column(ARRAY(String(64)), default=list)
-    is_active: Mapped[bool] = mapped_column(Boolean, default=True)
-    date_joined: Mapped[datetime]
-
-    def in_group(self, *names: str) -> bool:
-        return any(name in self.groups for name in names)
-
-
-class Token(Base):
-    """An API token. Only its SHA-256 is stored; the key is shown once when minted."""
-
-    __tablename__ = "tokens"
-
-    key_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
-    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
-    created_at: Mapped[datetime]
+FINISHED = ("done", "error")
 
 
 class Session(Base):
@@ -78,6 +43,10 @@ class Session(Base):
     is_mono: Mapped[bool] = mapped_column(Boolean, default=False)
     server: Mapped[str | None] = mapped_column(String(64))
     status: Mapped[str] = mapped_column(String(64), default="init")
+    status_changed: Mapped[datetime | None]
+    subject_id: Mapped[int | None] = mapped_column(
+        ForeignKey("subjects.id", ondelete="SET NULL"), index=True
+    )
     trashed: Mapped[bool] = mapped_column(Boolean, default=False)
     trashed_at: Mapped[datetime | None]
     created_at: Mapped[datetime] = mapped_column(index=True)
@@ -87,7 +56,32 @@ class Session(Base):
         value = ((self.meta or {}).get("settings") or {}).get("framerate")
         return int(value) if str(value or "").isdigit() else 60
 
-    def start_trial(self, name: str, existing_names: list[str], now: datetime) -> "Trial":
+    def linked(self, key: str) -> UUID | None:
+        """The session `meta[key]["id"]` points at (sessionWithCalibration, startNewSession)."""
+        value = ((self.meta or {}).get(key) or {}).get("id")
+        try:
+            return UUID(str(value)) if value else None
+        except ValueError:
+            return None
+
+    def phone_view(self) -> SessionUpdated:
+        """What phones see of this session, for the device service."""
+        return SessionUpdated(
+            session_id=self.id,
+            framerate=self.framerate(),
+            new_session_id=self.linked("startNewSession"),
+        )
+
+    def set_meta(self, meta: dict[str, Any] | None, now: datetime) -> SessionUpdated | None:
+        """Replace the metadata; an event when what phones see of the session changed."""
+        before = self.phone_view()
+        self.meta, self.updated_at = meta, now
+        after = self.phone_view()
+        return after if after != before else None
+
+    def start_trial(
+        self, name: str, existing_names: list[str], now: datetime, stop_at: datetime | None = None
+    ) -> "Trial":
         trial = Trial(
             id=uuid4(),
             session_id=self.id,
@@ -96,6 +90,7 @@ class Session(Base):
             meta=None,
             processed_count=0,
             trashed=False,
+            stop_at=stop_at,
             created_at=now,
             updated_at=now,
         )
@@ -105,6 +100,10 @@ class Session(Base):
 
 class Trial(Base):
     __tablename__ = "trials"
+    # The scheduler and the janitor look only at recording trials.
+    __table_args__ = (
+        Index("ix_trials_recording", "created_at", postgresql_where=text("status = 'recording'")),
+    )
 
     id: Mapped[UUID] = mapped_column(primary_key=True)
     session_id: Mapped[UUID] = mapped_column(
@@ -121,6 +120,8 @@ class Trial(Base):
     git_commit: Mapped[str | None] = mapped_column(String(64))
     trashed: Mapped[bool] = mapped_column(Boolean, default=False)
     trashed_at: Mapped[datetime | None]
+    # When a calibration or neutral capture stops itself (the worker's scheduler does it).
+    stop_at: Mapped[datetime | None]
     created_at: Mapped[datetime] = mapped_column(index=True)
     updated_at: Mapped[datetime] = mapped_column(index=True)
 
@@ -158,13 +159,19 @@ class Trial(Base):
         return TrialFinished(trial_id=self.id, session_id=self.session_id, status="done")
 
     def fail(self, error_msg: str, now: datetime, error_msg_dev: str = "") -> TrialFinished:
-        if self.status in ("done", "error"):
+        if self.status in FINISHED:
             raise Conflict(f"The trial is already {self.status}.")
         self._move("error", now)
         self.meta = {"error_msg": error_msg, "error_msg_dev": error_msg_dev or error_msg}
         return TrialFinished(
             trial_id=self.id, session_id=self.session_id, status="error", error_msg=error_msg
         )
+
+    def cancel(self, now: datetime, uploads_outstanding: bool) -> TrialFinished:
+        """The user gives up on a trial still recording or still waiting for its videos."""
+        if self.status == "recording" or (self.status == "stopped" and uploads_outstanding):
+            return self.fail("The trial was cancelled.", now, "cancelled")
+        raise Conflict(f"A {self.status} trial cannot be cancelled.")
 
     def _move(self, status: str, now: datetime) -> None:
         self.status = status
@@ -201,12 +208,12 @@ class Result(Base):
     updated_at: Mapped[datetime]
 
 
-class Outbox(OutboxMixin, Base):
-    __tablename__ = "outbox"
+class TrialTag(Base):
+    __tablename__ = "trial_tags"
 
-
-class ProcessedEvent(ProcessedEventMixin, Base):
-    __tablename__ = "processed_events"
+    id: Mapped[int] = mapped_column(Integer, Identity(), primary_key=True)
+    trial_id: Mapped[UUID] = mapped_column(ForeignKey("trials.id", ondelete="CASCADE"), index=True)
+    tag: Mapped[str] = mapped_column(Text)
 
 
 def next_trial_name(requested: str, existing: list[str]) -> str:

@@ -1,0 +1,160 @@
+"""Trial routes (reference §4.2) and trial tags."""
+
+from datetime import timedelta
+from typing import Any
+
+from fastapi import APIRouter, Request, Response
+from sqlalchemy import select
+
+from session_service import sessions, trials
+from session_service.api.deps import OptionalUser, VerifiedUser, parse_id, trial_view
+from session_service.models import Session, Trial, TrialTag, User
+from shared.db import Tx, utcnow
+from shared.errors import Conflict, Invalid, NotFound
+from shared.forms import json_field, read_fields
+
+router = APIRouter()
+WORKER_FIELDS = ("server", "hostname", "git_commit")
+
+
+async def _writable(tx: Tx, trial_id: str, user: User) -> Trial:
+    trial = await trials.get_trial(tx, parse_id(trial_id), user)
+    session = await tx.get(Session, trial.session_id)
+    if not sessions.can_write(session, user):
+        raise NotFound()
+    return trial
+
+
+@router.get("/trials/")
+async def list_trials(tx: Tx, request: Request, user: VerifiedUser) -> list[dict]:
+    mine = select(Session.id).where(Session.user_id == user.id)
+    stmt = select(Trial).where(Trial.session_id.in_(mine)).order_by(Trial.created_at).limit(5000)
+    return [await trial_view(tx, request, t) for t in (await tx.scalars(stmt)).all()]
+
+
+@router.get("/trials/{trial_id}/")
+async def read_trial(trial_id: str, tx: Tx, request: Request, user: OptionalUser) -> dict:
+    trial = await trials.get_trial(tx, parse_id(trial_id), user)
+    return await trial_view(tx, request, trial)
+
+
+@router.api_route("/trials/{trial_id}/", methods=["PATCH", "PUT"])
+async def update_trial(trial_id: str, tx: Tx, request: Request, user: VerifiedUser) -> dict:
+    trial = await _writable(tx, trial_id, user)
+    await apply_patch(tx, trial, await read_fields(request), user)
+    return await trial_view(tx, request, trial)
+
+
+async def apply_patch(tx: Tx, trial: Trial, fields: dict[str, Any], user: User) -> None:
+    """What the pipeline and owners change on a trial; statuses go through its rules."""
+    if "meta" in fields:
+        meta = json_field(fields["meta"], "meta")
+        if meta is not None and not isinstance(meta, dict):
+            raise Invalid("Expected a JSON object.", field="meta")
+        trial.meta = meta
+    for name in WORKER_FIELDS:
+        if name in fields:
+            trial_value = str(fields[name])[:64] if fields[name] is not None else None
+            setattr(trial, name, trial_value)
+    if "processed_duration" in fields:
+        trial.processed_duration = parse_duration(fields["processed_duration"])
+    if "name" in fields:
+        trial.name = trials.validate_trial_name(fields["name"])
+    if "status" in fields:
+        trials.emit(tx, trials.set_status(trial, str(fields["status"]), user))
+    trial.updated_at = utcnow()
+
+
+def parse_duration(value: Any) -> timedelta | None:
+    """Django's duration text (`[D ]H:MM:SS[.ffffff]`), as the pipeline sends it."""
+    if value in (None, ""):
+        return None
+    text = str(value).strip()
+    days = 0
+    if " " in text:
+        head, text = text.split(" ", 1)
+        days = int(head) if head.lstrip("-").isdigit() else 0
+    try:
+        hours, minutes, seconds = text.split(":")
+        return timedelta(days=days, hours=int(hours), minutes=int(minutes), seconds=float(seconds))
+    except ValueError:
+        raise Invalid(
+            "Duration has wrong format. Use [DD] [HH:[MM:]]ss[.uuuuuu].", field="processed_duration"
+        ) from None
+
+
+@router.delete("/trials/{trial_id}/", status_code=204)
+async def delete_trial(trial_id: str, tx: Tx, user: VerifiedUser) -> Response:
+    await tx.delete(await _writable(tx, trial_id, user))
+    return Response(status_code=204)
+
+
+@router.post("/trials/{trial_id}/rename/")
+async def rename(trial_id: str, tx: Tx, request: Request, user: VerifiedUser) -> dict:
+    trial = await _writable(tx, trial_id, user)
+    name = trials.validate_trial_name((await read_fields(request)).get("trialNewName"))
+    if name in ("calibration", "neutral") or trial.name in ("calibration", "neutral"):
+        raise Conflict("Calibration and neutral trials keep their names.")
+    trial.name, trial.updated_at = name, utcnow()
+    return {"data": await trial_view(tx, request, trial)}
+
+
+@router.post("/trials/{trial_id}/modifyTags/")
+async def modify_tags(trial_id: str, tx: Tx, request: Request, user: VerifiedUser) -> dict:
+    trial = await _writable(tx, trial_id, user)
+    await trials.set_tags(tx, trial, (await read_fields(request)).get("trialNewTags"))
+    return {"data": await trial_view(tx, request, trial)}
+
+
+@router.post("/trials/{trial_id}/trash/")
+async def trash(trial_id: str, tx: Tx, request: Request, user: VerifiedUser) -> dict:
+    trial = await _writable(tx, trial_id, user)
+    sessions.trash(trial, utcnow())
+    return await trial_view(tx, request, trial)
+
+
+@router.post("/trials/{trial_id}/restore/")
+async def restore(trial_id: str, tx: Tx, request: Request, user: VerifiedUser) -> dict:
+    trial = await _writable(tx, trial_id, user)
+    sessions.trash(trial, utcnow(), trashed=False)
+    return await trial_view(tx, request, trial)
+
+
+@router.post("/trials/{trial_id}/permanent_remove/")
+async def permanent_remove(trial_id: str, tx: Tx, user: VerifiedUser) -> dict:
+    await tx.delete(await _writable(tx, trial_id, user))
+    return {}
+
+
+def _tag_json(tag: TrialTag) -> dict:
+    return {"id": tag.id, "tag": tag.tag, "trial_id": str(tag.trial_id)}
+
+
+@router.get("/trial-tags/{trial_id}/get_tags_trial/")
+async def tags_of_trial(trial_id: str, tx: Tx, user: VerifiedUser) -> list[dict]:
+    trial = await trials.get_trial(tx, parse_id(trial_id), user)
+    return [_tag_json(t) for t in await trials.trial_tags(tx, trial.id)]
+
+
+@router.get("/trial-tags/")
+async def list_trial_tags(tx: Tx, user: VerifiedUser) -> list[dict]:
+    mine = (
+        select(Trial.id)
+        .join(Session, Session.id == Trial.session_id)
+        .where(Session.user_id == user.id)
+    )
+    stmt = select(TrialTag).where(TrialTag.trial_id.in_(mine)).order_by(TrialTag.trial_id)
+    return [{"tag": t.tag, "trial": str(t.trial_id)} for t in (await tx.scalars(stmt)).all()]
+
+
+@router.post("/trial-tags/", status_code=201)
+async def create_trial_tag(tx: Tx, request: Request, user: VerifiedUser) -> dict:
+    fields = await read_fields(request)
+    tag = fields.get("tag")
+    if not isinstance(tag, str) or not tag.strip():
+        raise Invalid("This field is required.", field="tag")
+    trial = await _writable(tx, str(fields.get("trial", "")), user)
+    row = TrialTag(trial_id=trial.id, tag=tag.strip()[:256])
+    tx.add(row)
+    await tx.flush()
+    return {"tag": row.tag, "trial": str(row.trial_id)}
