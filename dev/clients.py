@@ -174,6 +174,8 @@ class Phone:
         if isinstance(body.get("video"), str):
             self.video_link = body["video"]
         if status != self.previous and status == "recording":
+            self.upload, self.recordings = None, self.recordings + 1
+            self.uploaded.clear()
             self.timeline.add(
                 self.name, f"recording at {body['framerate']} fps ({self.video_link})"
             )

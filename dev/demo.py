@@ -17,27 +17,31 @@ import time
 import uuid
 
 import httpx
+from sqlalchemy import select
 
 from dev.clients import Phone, Timeline, WebApp
 from dev.stack import DEV, Layout, Stack
 from dev.videos import make_clips
+from shared.db import create_engine, create_sessionmaker
 
 
 async def ensure_user(layout: Layout, username: str, email: str) -> str:
-    """Create (or reset) an account through the operator commands; returns its password."""
-    from session_service import admin
-    from session_service.config import Settings
+    """Create (or reset) an account as an operator would; returns its new password."""
+    from session_service.admin import create_user
+    from session_service.auth import hash_password
+    from session_service.models import User
 
     password = secrets.token_urlsafe(18)
-    settings = Settings(database_url=layout.database_url("session"))
+    engine = create_engine(layout.database_url("session"), pool_size=1)
     try:
-        await admin.run(
-            admin.parser().parse_args(["set-password", username, "--password", password]), settings
-        )
-    except SystemExit:
-        await admin.run(
-            admin.parser().parse_args(["create-user", username, "--password", password]), settings
-        )
+        async with create_sessionmaker(engine)() as tx, tx.begin():
+            user = (await tx.scalars(select(User).where(User.username == username))).first()
+            if user is None:
+                await create_user(tx, username, password, email)
+            else:
+                user.password_hash, user.email = hash_password(password), email
+    finally:
+        await engine.dispose()
     return password
 
 
