@@ -156,11 +156,13 @@ def storage(s3_settings: S3Settings) -> Storage:
 
 
 async def migrated_engine(postgres_url: str, service: str) -> AsyncEngine:
-    """A fresh, migrated database `pytest_<service>` and an engine on it."""
-    url = f"{postgres_url}/pytest_{service}"
+    """A fresh, migrated database `<TEST_DB_PREFIX>_<service>` and an engine on it
+    (TEST_DB_PREFIX, default `pytest`, keeps two test runs on one server apart)."""
+    name = f"{os.environ.get('TEST_DB_PREFIX', 'pytest')}_{service}"
+    url = f"{postgres_url}/{name}"
     admin = create_engine(f"{postgres_url}/postgres", isolation_level="AUTOCOMMIT", pool_size=1)
     async with admin.connect() as conn:
-        await conn.execute(text(f'DROP DATABASE IF EXISTS "pytest_{service}" WITH (FORCE)'))
+        await conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
     await admin.dispose()
     await create_database(url)
     await asyncio.to_thread(upgrade, ROOT / "services" / service, url)

@@ -201,15 +201,24 @@ async def test_all_videos_in_queues_one_processing_job(tx, make_trial):
     await consumers.on_videos_received(tx, event)
     await consumers.on_videos_received(tx, event)
 
-    assert (trial.status, trial.processed_count) == ("processing", 1)
+    assert (trial.status, trial.processed_count) == ("stopped", 0)  # queued, not claimed
+    assert trial.queued_at is not None
     queued, job = await outbox(tx)
     assert (queued.exchange, queued.routing_key) == ("events", "trial.queued")
-    assert queued.body["data"] == {"trial_id": str(trial.id), "session_id": str(trial.session_id)}
-    assert (job.exchange, job.routing_key) == ("processing", "job")
+    assert queued.body["data"] == {
+        "trial_id": str(trial.id),
+        "session_id": str(trial.session_id),
+        "job_id": str(trial.job_id),
+    }
+    assert (job.exchange, job.routing_key, job.priority) == ("processing", "dynamic", 3)
     assert job.body["type"] == "processing.job"
     data = job.body["data"]
-    assert (data["trial_id"], data["session_id"]) == (str(trial.id), str(trial.session_id))
-    assert (data["trial_name"], data["trial_type"]) == ("walk", "dynamic")
+    assert (data["job_id"], data["trial_id"], data["session_id"]) == (
+        str(trial.job_id),
+        str(trial.id),
+        str(trial.session_id),
+    )
+    assert (data["trial_name"], data["trial_type"], data["attempt"]) == ("walk", "dynamic", 1)
     assert data["videos"] == [v.model_dump(mode="json") for v in event.videos]
 
 

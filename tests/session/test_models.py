@@ -87,23 +87,53 @@ def test_stop_after_recording_changes_nothing(status):
     assert (trial.status, trial.updated_at) == (status, T0)
 
 
-def test_a_stopped_trial_is_queued_once_and_counted():
+def test_queueing_gives_the_trial_a_new_job_and_keeps_its_queue_status():
     trial = a_trial("stopped")
 
     event = trial.queue(LATER)
 
-    assert event == TrialQueued(trial_id=trial.id, session_id=trial.session_id)
-    assert (trial.status, trial.processed_count) == ("processing", 1)
-    assert trial.queue(LATER) is None
-    assert (trial.status, trial.processed_count) == ("processing", 1)
+    assert event == TrialQueued(trial_id=trial.id, session_id=trial.session_id, job_id=trial.job_id)
+    assert (trial.status, trial.queued_at, trial.processed_count) == ("stopped", LATER, 0)
+    first = trial.job_id
+    trial.queue(LATER)
+    assert trial.job_id != first
 
 
-@pytest.mark.parametrize("status", ["recording", "done", "error"])
-def test_only_a_stopped_trial_can_be_queued(status):
+def test_a_claim_gives_one_worker_the_trial_and_clears_an_old_error():
+    trial = a_trial("stopped")
+    trial.queue(T0)
+    trial.meta = {"error_msg": "sync failed", "error_msg_dev": "x", "calibration": {"Cam0": 1}}
+
+    trial.claim("gpu-1", LATER, timedelta(minutes=2))
+
+    assert (trial.status, trial.lease_holder, trial.processed_count, trial.attempts) == (
+        "processing",
+        "gpu-1",
+        1,
+        1,
+    )
+    assert trial.lease_expires_at == LATER + timedelta(minutes=2)
+    assert trial.meta == {"calibration": {"Cam0": 1}}
+    assert trial.lease_live(LATER) and not trial.claimable(LATER)
+    assert not trial.lease_live(LATER + timedelta(minutes=3))
+
+
+def test_only_the_lease_holder_renews_the_lease():
+    trial = a_trial("stopped")
+    trial.queue(T0)
+    trial.claim("gpu-1", T0, timedelta(minutes=2))
+
+    assert not trial.renew("gpu-2", LATER, timedelta(minutes=2))
+    assert trial.renew("gpu-1", LATER, timedelta(minutes=2))
+    assert trial.lease_expires_at == LATER + timedelta(minutes=2)
+
+
+@pytest.mark.parametrize("status", ["recording", "processing", "done", "error"])
+def test_only_a_queued_stopped_or_reprocess_trial_can_be_claimed(status):
     trial = a_trial(status)
+    trial.queued_at = T0
 
-    assert trial.queue(LATER) is None
-    assert (trial.status, trial.processed_count, trial.updated_at) == (status, 0, T0)
+    assert not trial.claimable(LATER)
 
 
 def test_a_processing_trial_finishes_done():

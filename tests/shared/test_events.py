@@ -21,17 +21,20 @@ from shared.events import (
     Event,
     ProcessingCompleted,
     ProcessingFailed,
+    ProcessingHeartbeat,
     ProcessingJob,
     ProcessingStarted,
     RecordedResult,
     ResultFile,
     ResultsRecorded,
+    ResultsRemoved,
     SessionCreated,
     SessionUpdated,
     TokenIssued,
     TokenRevoked,
     TrialFinished,
     TrialQueued,
+    TrialRenamed,
     TrialStarted,
     TrialStopped,
     UploadedVideo,
@@ -71,7 +74,13 @@ SAMPLES: dict[str, tuple[str, Event]] = {
     "session.created": ("session", SessionCreated(session_id=SESSION, user_id=7, framerate=120)),
     "session.updated": (
         "session",
-        SessionUpdated(session_id=SESSION, framerate=240, new_session_id=UUID(int=5)),
+        SessionUpdated(
+            session_id=SESSION,
+            framerate=240,
+            new_session_id=UUID(int=5),
+            calibration_session_id=UUID(int=6),
+            public=True,
+        ),
     ),
     "user.updated": ("session", UserUpdated(user_id=7, groups=["backend"], is_active=True)),
     "user.token_issued": ("session", TokenIssued(key_hash="ab" * 32, user_id=7)),
@@ -81,7 +90,8 @@ SAMPLES: dict[str, tuple[str, Event]] = {
         TrialStarted(trial_id=TRIAL, session_id=SESSION, name="walking", created_at=AT),
     ),
     "trial.stopped": ("session", TrialStopped(trial_id=TRIAL, session_id=SESSION)),
-    "trial.queued": ("session", TrialQueued(trial_id=TRIAL, session_id=SESSION)),
+    "trial.queued": ("session", TrialQueued(trial_id=TRIAL, session_id=SESSION, job_id=JOB)),
+    "trial.renamed": ("session", TrialRenamed(trial_id=TRIAL, session_id=SESSION, name="run")),
     "trial.finished": (
         "session",
         TrialFinished(
@@ -132,7 +142,13 @@ SAMPLES: dict[str, tuple[str, Event]] = {
             trial_name="walking",
             trial_type="dynamic",
             videos=VIDEOS,
+            attempt=2,
+            is_mono=True,
         ),
+    ),
+    "processing.heartbeat": (
+        "pipeline",
+        ProcessingHeartbeat(job_id=JOB, trial_id=TRIAL, worker="gpu-1"),
     ),
     "processing.started": (
         "pipeline",
@@ -177,8 +193,11 @@ SAMPLES: dict[str, tuple[str, Event]] = {
                 RecordedResult(result_id=42, tag="opensim_model", key="results/x/model.osim"),
             ],
             complete=False,
+            job_id=JOB,
+            replace=True,
         ),
     ),
+    "results.removed": ("results", ResultsRemoved(trial_id=TRIAL, result_ids=[41, 42])),
 }
 
 

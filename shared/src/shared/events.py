@@ -14,9 +14,24 @@ from pydantic import BaseModel, ConfigDict, Field
 
 EVENTS_EXCHANGE = "events"
 DEAD_LETTER_EXCHANGE = "events.dlx"
+# Processing jobs: one direct exchange, one durable priority queue per kind of work.
+# A worker takes jobs from the queues of its type, in order (calibration and neutral
+# first), and claims each job before working on it (a request on CLAIMS_QUEUE answered
+# with a `ClaimReply`), so one trial is processed by one worker at a time.
 JOBS_EXCHANGE = "processing"
-JOBS_QUEUE = "processing.jobs"
-JOB_ROUTING_KEY = "job"
+JOB_QUEUES = {
+    "setup": "processing.setup",
+    "dynamic": "processing.dynamic",
+    "mono": "processing.mono",
+}
+WORKER_TYPES = {
+    "all": ("setup", "dynamic"),
+    "calibration": ("setup",),
+    "dynamic": ("dynamic",),
+    "mono": ("mono",),
+}
+CLAIMS_QUEUE = "processing.claims"
+MAX_JOB_PRIORITY = 9
 
 
 class Event(BaseModel):
@@ -59,13 +74,16 @@ class SessionCreated(Event):
 
 
 class SessionUpdated(Event):
-    """What phones see of a session changed: its frame rate, or the session to move to
-    ("new subject, same setup": phones polling this one follow `new_session_id`)."""
+    """What other services see of a session changed: its frame rate, the session to move to
+    ("new subject, same setup": phones polling this one follow `new_session_id`), the
+    session holding its calibration, whether it is public."""
 
     type: ClassVar[str] = "session.updated"
     session_id: UUID
     framerate: int = 60
     new_session_id: UUID | None = None
+    calibration_session_id: UUID | None = None
+    public: bool = False
 
 
 class UserUpdated(Event):
@@ -112,6 +130,14 @@ class TrialQueued(Event):
     type: ClassVar[str] = "trial.queued"
     trial_id: UUID
     session_id: UUID
+    job_id: UUID | None = None
+
+
+class TrialRenamed(Event):
+    type: ClassVar[str] = "trial.renamed"
+    trial_id: UUID
+    session_id: UUID
+    name: str
 
 
 class TrialFinished(Event):
@@ -207,6 +233,25 @@ class ProcessingJob(Event):
     trial_name: str
     trial_type: str  # calibration | static | dynamic
     videos: list[UploadedVideo]
+    attempt: int = 1
+    is_mono: bool = False
+
+
+class ClaimRequest(BaseModel):
+    """A worker asks to work on a job (sent to CLAIMS_QUEUE with reply_to)."""
+
+    job_id: UUID
+    trial_id: UUID
+    worker: str
+
+
+class ClaimReply(BaseModel):
+    """Granted: the worker holds the trial's lease for `lease_seconds`, renewed by its
+    `processing.heartbeat` events. Refused: drop the job (stale, or held by another)."""
+
+    granted: bool
+    lease_seconds: int = 0
+    reason: str = ""
 
 
 class ProcessingStarted(Event):
@@ -222,6 +267,15 @@ class ResultFile(BaseModel):
     device_id: str | None = None
     key: str
     meta: dict[str, Any] | None = None
+
+
+class ProcessingHeartbeat(Event):
+    """The worker holding a job's claim is alive: its lease is renewed."""
+
+    type: ClassVar[str] = "processing.heartbeat"
+    job_id: UUID
+    trial_id: UUID
+    worker: str
 
 
 class ProcessingCompleted(Event):
@@ -260,6 +314,15 @@ class ResultsRecorded(Event):
     trial_id: UUID
     results: list[RecordedResult]
     complete: bool = True
+    job_id: UUID | None = None
+    # The results replace every earlier result of the trial (a job's whole output).
+    replace: bool = False
+
+
+class ResultsRemoved(Event):
+    type: ClassVar[str] = "results.removed"
+    trial_id: UUID
+    result_ids: list[int]
 
 
 EVENT_TYPES: dict[str, type[Event]] = {
@@ -273,6 +336,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
         TrialStarted,
         TrialStopped,
         TrialQueued,
+        TrialRenamed,
         TrialFinished,
         DeviceJoined,
         CamerasFinal,
@@ -281,9 +345,11 @@ EVENT_TYPES: dict[str, type[Event]] = {
         UploadTimedOut,
         ProcessingJob,
         ProcessingStarted,
+        ProcessingHeartbeat,
         ProcessingCompleted,
         ProcessingFailed,
         ResultsRecorded,
+        ResultsRemoved,
     )
 }
 

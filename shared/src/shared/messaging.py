@@ -9,6 +9,7 @@ acknowledged and skipped. A failing handler is retried with back-off, then dead-
 """
 
 from collections.abc import Awaitable, Callable, Iterable
+from contextvars import ContextVar
 from datetime import datetime
 from typing import Any
 from uuid import UUID
@@ -23,11 +24,12 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from shared.db import utcnow
 from shared.events import (
+    CLAIMS_QUEUE,
     DEAD_LETTER_EXCHANGE,
     EVENTS_EXCHANGE,
-    JOB_ROUTING_KEY,
+    JOB_QUEUES,
     JOBS_EXCHANGE,
-    JOBS_QUEUE,
+    MAX_JOB_PRIORITY,
     Envelope,
     Event,
     decode,
@@ -37,6 +39,14 @@ from shared.metrics import EVENTS_CONSUMED
 log = structlog.get_logger()
 
 Handler = Callable[[AsyncSession, Any], Awaitable[None]]
+
+# The envelope of the event a handler is running for (handlers are called with the event
+# alone; one that needs e.g. `occurred_at` reads `handling_envelope()`).
+_HANDLING: ContextVar[Envelope | None] = ContextVar("handling_envelope", default=None)
+
+
+def handling_envelope() -> Envelope | None:
+    return _HANDLING.get()
 
 
 class ProcessedEventMixin:
@@ -94,23 +104,25 @@ async def declare_consumer_queue(
     return queue
 
 
-async def declare_jobs(channel: AbstractChannel) -> aio_pika.abc.AbstractQueue:
-    """The processing job exchange and queue (with its dead-letter queue)."""
+async def declare_jobs(channel: AbstractChannel) -> dict[str, aio_pika.abc.AbstractQueue]:
+    """The processing exchange, a priority queue per kind of job (with a shared dead-letter
+    queue for jobs no worker can read) and the claims queue; returns the job queues."""
     await declare_events(channel)
     dlx = await channel.get_exchange(DEAD_LETTER_EXCHANGE)
     jobs = await channel.declare_exchange(JOBS_EXCHANGE, aio_pika.ExchangeType.DIRECT, durable=True)
-    dlq = await channel.declare_queue(f"{JOBS_QUEUE}.dlq", durable=True)
-    await dlq.bind(dlx, routing_key=JOBS_QUEUE)
-    queue = await channel.declare_queue(
-        JOBS_QUEUE,
-        durable=True,
-        arguments={
-            "x-dead-letter-exchange": DEAD_LETTER_EXCHANGE,
-            "x-dead-letter-routing-key": JOBS_QUEUE,
-        },
-    )
-    await queue.bind(jobs, routing_key=JOB_ROUTING_KEY)
-    return queue
+    dlq = await channel.declare_queue(f"{JOBS_EXCHANGE}.dlq", durable=True)
+    await dlq.bind(dlx, routing_key=JOBS_EXCHANGE)
+    arguments = {
+        "x-max-priority": MAX_JOB_PRIORITY,
+        "x-dead-letter-exchange": DEAD_LETTER_EXCHANGE,
+        "x-dead-letter-routing-key": JOBS_EXCHANGE,
+    }
+    queues = {}
+    for kind, name in JOB_QUEUES.items():
+        queues[kind] = await channel.declare_queue(name, durable=True, arguments=arguments)
+        await queues[kind].bind(jobs, routing_key=kind)
+    await channel.declare_queue(CLAIMS_QUEUE, durable=True)
+    return queues
 
 
 async def publish(
@@ -122,6 +134,7 @@ async def publish(
     correlation_id: str | None = None,
     headers: dict[str, Any] | None = None,
     expiration: float | None = None,
+    priority: int | None = None,
 ) -> None:
     """Publish a persistent JSON message and wait for the broker's confirm."""
     message = aio_pika.Message(
@@ -132,6 +145,7 @@ async def publish(
         correlation_id=correlation_id,
         headers=headers or {},
         expiration=expiration,
+        priority=priority,
     )
     await exchange.publish(message, routing_key=routing_key)
 
@@ -200,7 +214,11 @@ class Consumer:
                 if not await claim(tx, self.processed, envelope.id):
                     log.info("event_duplicate_skipped")
                     return "duplicate"
-                await self.handlers[envelope.type](tx, event)
+                token = _HANDLING.set(envelope)
+                try:
+                    await self.handlers[envelope.type](tx, event)
+                finally:
+                    _HANDLING.reset(token)
         except Exception:
             log.exception("event_handler_failed")
             return "failed"

@@ -67,21 +67,26 @@ def record(
     producer: str,
     exchange: str = EVENTS_EXCHANGE,
     routing_key: str | None = None,
+    priority: int | None = None,
 ) -> Envelope:
-    """Add `event` to the outbox in the caller's transaction; returns its envelope."""
+    """Add `event` to the outbox in the caller's transaction; returns its envelope.
+
+    `priority` (an AMQP message priority, for priority queues) needs a `priority` column,
+    which only an outbox that publishes such messages has."""
     correlation_id = structlog.contextvars.get_contextvars().get("correlation_id")
     envelope = Envelope.wrap(
         event, producer=producer, occurred_at=utcnow(), correlation_id=correlation_id
     )
-    tx.add(
-        outbox(
-            event_id=envelope.id,
-            exchange=exchange,
-            routing_key=routing_key or event.type,
-            body=envelope.model_dump(mode="json"),
-            created_at=envelope.occurred_at,
-        )
+    row = outbox(
+        event_id=envelope.id,
+        exchange=exchange,
+        routing_key=routing_key or event.type,
+        body=envelope.model_dump(mode="json"),
+        created_at=envelope.occurred_at,
     )
+    if priority is not None:
+        row.priority = priority
+    tx.add(row)
     return envelope
 
 
@@ -115,6 +120,7 @@ async def publish_pending(
                     row.routing_key,
                     message_id=str(row.event_id),
                     correlation_id=row.body.get("correlation_id"),
+                    priority=getattr(row, "priority", None),
                 )
                 for row in rows
             )

@@ -2,9 +2,10 @@
 
 import asyncio
 import signal
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 
 import structlog
+from aio_pika.abc import AbstractRobustConnection
 from prometheus_client import start_http_server
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -18,6 +19,8 @@ from shared.outbox import OutboxMixin, relay
 log = structlog.get_logger()
 
 Periodic = Callable[[async_sessionmaker[AsyncSession]], Awaitable[None]]
+# A long-running task of the worker that needs the broker connection (e.g. an RPC server).
+Server = Callable[[AbstractRobustConnection, async_sessionmaker[AsyncSession]], Awaitable[None]]
 
 
 async def run_worker(
@@ -28,8 +31,10 @@ async def run_worker(
     handlers: dict[type[Event], Handler],
     declare: Callable[[object], Awaitable[None]] | None = None,
     periodic: dict[Periodic, float] | None = None,
+    servers: Sequence[Server] = (),
 ) -> None:
-    """Run until SIGTERM/SIGINT. `declare(channel)` adds topology the service publishes to."""
+    """Run until SIGTERM/SIGINT. `declare(channel)` adds topology the service publishes to;
+    `periodic` jobs run every so many seconds; `servers` run alongside the consumer."""
     configure_logging(settings.log_level, settings.log_json, f"{settings.service_name}-worker")
     start_http_server(settings.metrics_port, addr="0.0.0.0")
     engine = create_engine(settings.database_url, pool_size=5)
@@ -59,6 +64,7 @@ async def run_worker(
             ),
             consumer.run(),
             *(_every(seconds, job, db) for job, seconds in (periodic or {}).items()),
+            *(server(connection, db) for server in servers),
         ]
         log.info("worker_started", queue=settings.service_name)
         await _until_signalled(tasks)

@@ -34,5 +34,11 @@ class Settings(ServiceSettings):
     capture_window_seconds: float = 3.0
     record_dedupe_seconds: float = 5.0
     recording_timeout_seconds: int = 600
+    # Processing: a worker's lease on a trial (renewed by its heartbeats); the stock
+    # pipeline's HTTP dequeue has no heartbeat, so its lease covers a whole long job. A
+    # trial whose worker vanished is queued again, at most `processing_max_attempts` times.
+    processing_lease_seconds: int = 120
+    legacy_lease_seconds: int = 4 * 3600
+    processing_max_attempts: int = 3
     # Sessions never used (no trial, no chained session) are removed after this many days.
     empty_session_retention_days: int = 7

@@ -1,27 +1,28 @@
 """Event handlers of the session service: the trial moves on as the other services report."""
 
-from uuid import uuid4
+from datetime import timedelta
 
+from sqlalchemy import delete
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from session_service.models import Outbox, Result, Trial, Video
-from session_service.sessions import PRODUCER, emit
+from session_service.config import Settings
+from session_service.models import Result, Trial, Video
+from session_service.processing import queue_job
+from session_service.sessions import emit
 from shared.db import utcnow
 from shared.events import (
-    JOB_ROUTING_KEY,
-    JOBS_EXCHANGE,
     CamerasFinal,
     DeviceJoined,
     ProcessingFailed,
-    ProcessingJob,
+    ProcessingHeartbeat,
     ProcessingStarted,
     ResultsRecorded,
+    ResultsRemoved,
     UploadTimedOut,
     VideosReceived,
     VideoUploaded,
 )
-from shared.outbox import record
 
 NO_CAMERAS = (
     "No cameras were connected when this trial was recorded. Make sure the phones show "
@@ -91,22 +92,22 @@ async def on_upload_timed_out(tx: AsyncSession, event: UploadTimedOut) -> None:
 
 
 async def on_videos_received(tx: AsyncSession, event: VideosReceived) -> None:
+    """Every video is in: the trial's job goes on the queue (once)."""
     trial = await _trial(tx, event.trial_id)
-    if trial is None:
-        return
-    queued = trial.queue(utcnow())
-    if queued is None:
-        return
-    emit(tx, queued)
-    job = ProcessingJob(
-        job_id=uuid4(),
-        trial_id=trial.id,
-        session_id=trial.session_id,
-        trial_name=trial.name or "",
-        trial_type=trial.trial_type,
-        videos=event.videos,
-    )
-    record(tx, Outbox, job, producer=PRODUCER, exchange=JOBS_EXCHANGE, routing_key=JOB_ROUTING_KEY)
+    if trial is not None and trial.status == "stopped" and trial.queued_at is None:
+        await queue_job(tx, trial, event.videos)
+
+
+def make_on_heartbeat(settings: Settings):
+    lease = timedelta(seconds=settings.processing_lease_seconds)
+
+    async def on_processing_heartbeat(tx: AsyncSession, event: ProcessingHeartbeat) -> None:
+        """The worker holding the trial is alive: its lease runs on."""
+        trial = await _trial(tx, event.trial_id)
+        if trial is not None and trial.job_id == event.job_id:
+            trial.renew(event.worker, utcnow(), lease)
+
+    return on_processing_heartbeat
 
 
 async def on_processing_started(tx: AsyncSession, event: ProcessingStarted) -> None:
@@ -117,38 +118,49 @@ async def on_processing_started(tx: AsyncSession, event: ProcessingStarted) -> N
 
 async def on_processing_failed(tx: AsyncSession, event: ProcessingFailed) -> None:
     trial = await _trial(tx, event.trial_id)
-    if trial is not None and trial.status == "processing":
+    current = trial is not None and trial.job_id in (event.job_id, None)
+    if current and trial.status == "processing":
         emit(tx, trial.fail(event.error_msg, utcnow(), event.error_msg_dev))
 
 
 async def on_results_recorded(tx: AsyncSession, event: ResultsRecorded) -> None:
+    """Keep the trial view's results; a job's complete results finish its trial."""
     trial = await _trial(tx, event.trial_id)
     if trial is None:
         return
     now = utcnow()
+    if event.replace:
+        await tx.execute(delete(Result).where(Result.trial_id == trial.id))
     for result in event.results:
+        values = {
+            "tag": result.tag,
+            "device_id": result.device_id,
+            "key": result.key,
+            "meta": result.meta,
+            "updated_at": now,
+        }
         stmt = insert(Result).values(
-            id=result.result_id,
-            trial_id=trial.id,
-            tag=result.tag,
-            device_id=result.device_id,
-            key=result.key,
-            meta=result.meta,
-            created_at=now,
-            updated_at=now,
+            id=result.result_id, trial_id=trial.id, created_at=now, **values
         )
-        await tx.execute(stmt.on_conflict_do_nothing())
-    if event.complete:
+        await tx.execute(stmt.on_conflict_do_update(index_elements=[Result.id], set_=values))
+    if event.complete and trial.job_id in (event.job_id, None):
         emit(tx, trial.finish(now))
 
 
-HANDLERS = {
-    DeviceJoined: on_device_joined,
-    VideoUploaded: on_video_uploaded,
-    CamerasFinal: on_cameras_final,
-    UploadTimedOut: on_upload_timed_out,
-    VideosReceived: on_videos_received,
-    ProcessingStarted: on_processing_started,
-    ProcessingFailed: on_processing_failed,
-    ResultsRecorded: on_results_recorded,
-}
+async def on_results_removed(tx: AsyncSession, event: ResultsRemoved) -> None:
+    await tx.execute(delete(Result).where(Result.id.in_(event.result_ids)))
+
+
+def make_handlers(settings: Settings) -> dict:
+    return {
+        DeviceJoined: on_device_joined,
+        VideoUploaded: on_video_uploaded,
+        CamerasFinal: on_cameras_final,
+        UploadTimedOut: on_upload_timed_out,
+        VideosReceived: on_videos_received,
+        ProcessingStarted: on_processing_started,
+        ProcessingHeartbeat: make_on_heartbeat(settings),
+        ProcessingFailed: on_processing_failed,
+        ResultsRecorded: on_results_recorded,
+        ResultsRemoved: on_results_removed,
+    }

@@ -141,6 +141,7 @@ async def new_subject(tx: AsyncSession, session: Session, user: User, public_bas
     if (session.meta or {}).get("settings"):
         meta["settings"] = dict(session.meta["settings"])
     child = await create_session(tx, user, None, public_base, meta)
+    emit(tx, child.announced())
     old_meta = {**(session.meta or {}), "startNewSession": {"id": str(child.id)}}
     emit(tx, session.set_meta(old_meta, utcnow()))
     return child

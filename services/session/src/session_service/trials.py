@@ -95,15 +95,16 @@ async def cancel_trial(tx: AsyncSession, session: Session) -> dict:
     return {"status": "error"}
 
 
+def check_reprocess(trial: Trial) -> None:
+    """Only a finished trial (done or error) is processed again."""
+    if trial.status not in FINISHED:
+        raise Conflict(f"A {trial.status} trial cannot be reprocessed.")
+
+
 def set_status(trial: Trial, status: str, user: User) -> Event | None:
-    """A status written through PATCH: the pipeline ends processing (`done`, `error` with
-    the message it put in `meta`); the owner asks to `reprocess` a finished trial."""
+    """A status written through PATCH by the pipeline: `done`, or `error` with the message
+    it put in `meta` (`reprocess` goes through processing.reprocess)."""
     if status == trial.status:
-        return None
-    if status == "reprocess":
-        if trial.status not in FINISHED:
-            raise Conflict(f"A {trial.status} trial cannot be reprocessed.")
-        trial.status, trial.updated_at = "reprocess", utcnow()
         return None
     if not user.in_group("admin", "backend"):
         raise Forbidden("Only the processing pipeline sets this status.")

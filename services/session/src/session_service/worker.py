@@ -6,9 +6,11 @@ from datetime import timedelta
 import structlog
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from session_service.claims import claim_server
 from session_service.config import Settings
-from session_service.consumers import HANDLERS
+from session_service.consumers import make_handlers
 from session_service.models import Outbox, ProcessedEvent
+from session_service.processing import requeue_lapsed
 from session_service.sessions import remove_unused_sessions
 from session_service.trials import end_stuck_recordings, stop_due_captures
 from shared.messaging import declare_jobs
@@ -31,6 +33,11 @@ def periodic_jobs(settings: Settings) -> dict:
             if ended := await end_stuck_recordings(tx, settings.recording_timeout_seconds):
                 log.warning("stuck_recordings_ended", count=ended)
 
+    async def requeue(db: Db) -> None:
+        async with db() as tx, tx.begin():
+            if handled := await requeue_lapsed(tx, settings):
+                log.warning("lapsed_leases_handled", count=handled)
+
     async def clean_sessions(db: Db) -> None:
         age = timedelta(days=settings.empty_session_retention_days)
         while True:
@@ -40,7 +47,7 @@ def periodic_jobs(settings: Settings) -> dict:
                 return
             log.info("unused_sessions_removed", count=removed)
 
-    return {stop_captures: 0.25, end_stuck: 30.0, clean_sessions: 3600.0}
+    return {stop_captures: 0.25, requeue: 5.0, end_stuck: 30.0, clean_sessions: 3600.0}
 
 
 def main(settings: Settings | None = None) -> None:
@@ -50,9 +57,10 @@ def main(settings: Settings | None = None) -> None:
             settings,
             outbox=Outbox,
             processed=ProcessedEvent,
-            handlers=HANDLERS,
+            handlers=make_handlers(settings),
             declare=declare_jobs,
             periodic=periodic_jobs(settings),
+            servers=[claim_server(settings)],
         )
     )
 

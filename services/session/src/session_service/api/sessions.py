@@ -86,7 +86,8 @@ async def update_session(session_id: str, tx: Tx, request: Request, user: Verifi
     session = await _owned(tx, session_id, user)
     fields = await read_fields(request)
     if "public" in fields:
-        session.public = fields["public"] in (True, "true", "True", 1, "1")
+        public = fields["public"] in (True, "true", "True", 1, "1")
+        sessions.emit(tx, session.set_public(public, utcnow()))
     if "meta" in fields:
         meta = json_field(fields["meta"], "meta")
         if meta is not None and not isinstance(meta, dict):

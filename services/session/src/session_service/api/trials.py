@@ -4,13 +4,21 @@ from datetime import timedelta
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
-from sqlalchemy import select
+from sqlalchemy import func, select
 
-from session_service import sessions, trials
-from session_service.api.deps import OptionalUser, VerifiedUser, parse_id, trial_view
+from session_service import processing, sessions, trials
+from session_service.api.deps import (
+    NO_PERMISSION,
+    OptionalUser,
+    VerifiedUser,
+    parse_id,
+    settings,
+    trial_view,
+)
 from session_service.models import Session, Trial, TrialTag, User
 from shared.db import Tx, utcnow
-from shared.errors import Conflict, Invalid, NotFound
+from shared.errors import Conflict, Forbidden, Invalid, NotFound
+from shared.events import TrialRenamed
 from shared.forms import json_field, read_fields
 
 router = APIRouter()
@@ -30,6 +38,49 @@ async def list_trials(tx: Tx, request: Request, user: VerifiedUser) -> list[dict
     mine = select(Session.id).where(Session.user_id == user.id)
     stmt = select(Trial).where(Trial.session_id.in_(mine)).order_by(Trial.created_at).limit(5000)
     return [await trial_view(tx, request, t) for t in (await tx.scalars(stmt)).all()]
+
+
+def _pipeline(user: User) -> None:
+    if not user.in_group("admin", "backend"):
+        raise Forbidden(NO_PERMISSION)
+
+
+def _client_ip(request: Request) -> str:
+    forwarded = request.headers.get("x-forwarded-for", "")
+    return forwarded.split(",")[0].strip() or (request.client.host if request.client else "")
+
+
+@router.get("/trials/dequeue/")
+async def dequeue(tx: Tx, request: Request, user: VerifiedUser) -> dict:
+    """The stock pipeline takes the next trial (an atomic claim); 404 when none waits."""
+    _pipeline(user)
+    query = request.query_params
+    if query.get("workerType", "all") not in ("all", "calibration", "dynamic"):
+        raise Invalid("Use all, calibration or dynamic.", field="workerType")
+    trial = await processing.dequeue(tx, query, _client_ip(request), settings(request))
+    if trial is None:
+        raise NotFound()
+    return await trial_view(tx, request, trial)
+
+
+@router.get("/trials/get_trials_with_status/")
+async def trials_with_status(tx: Tx, request: Request, user: VerifiedUser) -> dict | list:
+    """Trials in a status and updated more than (or, `relativeTime=newer`, less than)
+    `hoursSinceUpdate` hours ago; `justNumber=1` answers only their count."""
+    _pipeline(user)
+    query = request.query_params
+    try:
+        hours = float(query.get("hoursSinceUpdate", 0))
+    except ValueError:
+        raise Invalid("A number of hours is required.", field="hoursSinceUpdate") from None
+    cutoff = utcnow() - timedelta(hours=hours)
+    recent = query.get("relativeTime") == "newer"
+    when = Trial.updated_at >= cutoff if recent else Trial.updated_at <= cutoff
+    stmt = select(Trial).where(Trial.status == query.get("status", ""), when)
+    if query.get("justNumber") in ("1", "true", "True"):
+        return {"nTrials": await tx.scalar(select(func.count()).select_from(stmt.subquery()))}
+    found = (await tx.scalars(stmt.order_by(Trial.created_at.desc()).limit(1000))).all()
+    return [await trial_view(tx, request, t) for t in found]
 
 
 @router.get("/trials/{trial_id}/")
@@ -58,10 +109,18 @@ async def apply_patch(tx: Tx, trial: Trial, fields: dict[str, Any], user: User) 
             setattr(trial, name, trial_value)
     if "processed_duration" in fields:
         trial.processed_duration = parse_duration(fields["processed_duration"])
-    if "name" in fields:
+    if "name" in fields and fields["name"] != trial.name:
         trial.name = trials.validate_trial_name(fields["name"])
+        trials.emit(
+            tx, TrialRenamed(trial_id=trial.id, session_id=trial.session_id, name=trial.name)
+        )
     if "status" in fields:
-        trials.emit(tx, trials.set_status(trial, str(fields["status"]), user))
+        status = str(fields["status"])
+        if status == "reprocess" and trial.status != "reprocess":
+            trials.check_reprocess(trial)
+            await processing.reprocess(tx, trial)
+        else:
+            trials.emit(tx, trials.set_status(trial, status, user))
     trial.updated_at = utcnow()
 
 
@@ -96,6 +155,7 @@ async def rename(trial_id: str, tx: Tx, request: Request, user: VerifiedUser) ->
     if name in ("calibration", "neutral") or trial.name in ("calibration", "neutral"):
         raise Conflict("Calibration and neutral trials keep their names.")
     trial.name, trial.updated_at = name, utcnow()
+    trials.emit(tx, TrialRenamed(trial_id=trial.id, session_id=trial.session_id, name=name))
     return {"data": await trial_view(tx, request, trial)}
 
 

@@ -5,7 +5,7 @@ from typing import Any
 
 from sqlalchemy import DateTime, MetaData
 from sqlalchemy.dialects.postgresql import JSONB
-from sqlalchemy.orm import DeclarativeBase
+from sqlalchemy.orm import DeclarativeBase, Mapped
 
 from shared.db import NAMING_CONVENTION
 from shared.messaging import ProcessedEventMixin
@@ -19,6 +19,8 @@ class Base(DeclarativeBase):
 
 class Outbox(OutboxMixin, Base):
     __tablename__ = "outbox"
+    # Processing jobs go out with a message priority (see shared.outbox.record).
+    priority: Mapped[int | None]
 
 
 class ProcessedEvent(ProcessedEventMixin, Base):

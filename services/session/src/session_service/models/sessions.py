@@ -64,20 +64,28 @@ class Session(Base):
         except ValueError:
             return None
 
-    def phone_view(self) -> SessionUpdated:
-        """What phones see of this session, for the device service."""
+    def announced(self) -> SessionUpdated:
+        """What the other services know of this session (phones' frame rate and next
+        session, the calibration chain, public or not)."""
         return SessionUpdated(
             session_id=self.id,
             framerate=self.framerate(),
             new_session_id=self.linked("startNewSession"),
+            calibration_session_id=self.linked("sessionWithCalibration"),
+            public=self.public,
         )
 
     def set_meta(self, meta: dict[str, Any] | None, now: datetime) -> SessionUpdated | None:
-        """Replace the metadata; an event when what phones see of the session changed."""
-        before = self.phone_view()
+        """Replace the metadata; an event when what the other services know changed."""
+        before = self.announced()
         self.meta, self.updated_at = meta, now
-        after = self.phone_view()
+        after = self.announced()
         return after if after != before else None
+
+    def set_public(self, public: bool, now: datetime) -> SessionUpdated | None:
+        changed = public != self.public
+        self.public, self.updated_at = public, now
+        return self.announced() if changed else None
 
     def start_trial(
         self, name: str, existing_names: list[str], now: datetime, stop_at: datetime | None = None
@@ -100,9 +108,17 @@ class Session(Base):
 
 class Trial(Base):
     __tablename__ = "trials"
-    # The scheduler and the janitor look only at recording trials.
+    # The capture scheduler, the janitors and the dequeue each look at a few trials only.
     __table_args__ = (
         Index("ix_trials_recording", "created_at", postgresql_where=text("status = 'recording'")),
+        Index(
+            "ix_trials_leased", "lease_expires_at", postgresql_where=text("status = 'processing'")
+        ),
+        Index(
+            "ix_trials_queued",
+            "queued_at",
+            postgresql_where=text("status IN ('stopped', 'reprocess')"),
+        ),
     )
 
     id: Mapped[UUID] = mapped_column(primary_key=True)
@@ -122,6 +138,13 @@ class Trial(Base):
     trashed_at: Mapped[datetime | None]
     # When a calibration or neutral capture stops itself (the worker's scheduler does it).
     stop_at: Mapped[datetime | None]
+    # Processing: the job on the queue (set once every video is in), and the lease of the
+    # worker that claimed it (renewed by heartbeats; a lapsed lease puts the trial back).
+    job_id: Mapped[UUID | None]
+    queued_at: Mapped[datetime | None]
+    lease_holder: Mapped[str | None] = mapped_column(String(128))
+    lease_expires_at: Mapped[datetime | None]
+    attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     created_at: Mapped[datetime] = mapped_column(index=True)
     updated_at: Mapped[datetime] = mapped_column(index=True)
 
@@ -144,24 +167,50 @@ class Trial(Base):
         self._move("stopped", now)
         return TrialStopped(trial_id=self.id, session_id=self.session_id)
 
-    def queue(self, now: datetime) -> TrialQueued | None:
-        """Every video is in: the trial waits for (or is in) processing."""
-        if self.status != "stopped":
-            return None
+    def queue(self, now: datetime) -> TrialQueued:
+        """Every video is in: a new job for the trial waits on the queue. The trial keeps
+        its `stopped` (or `reprocess`) status, the original's queue states, until claimed."""
+        self.job_id, self.queued_at = uuid4(), now
+        self.lease_holder, self.lease_expires_at = None, None
+        self.updated_at = now
+        return TrialQueued(trial_id=self.id, session_id=self.session_id, job_id=self.job_id)
+
+    def claimable(self, now: datetime) -> bool:
+        return self.queued_at is not None and self.status in ("stopped", "reprocess")
+
+    def lease_live(self, now: datetime) -> bool:
+        return self.status == "processing" and bool(
+            self.lease_expires_at and self.lease_expires_at > now
+        )
+
+    def claim(self, worker: str, now: datetime, lease: timedelta) -> None:
+        """A worker takes the trial; an earlier run's error message goes away."""
         self._move("processing", now)
-        self.processed_count += 1
-        return TrialQueued(trial_id=self.id, session_id=self.session_id)
+        self.lease_holder, self.lease_expires_at = worker[:128], now + lease
+        self.processed_count = (self.processed_count or 0) + 1
+        self.attempts = (self.attempts or 0) + 1
+        self.hostname = worker[:64]
+        if self.meta and "error_msg" in self.meta:
+            self.meta = {k: v for k, v in self.meta.items() if not k.startswith("error_msg")}
+
+    def renew(self, worker: str, now: datetime, lease: timedelta) -> bool:
+        if self.status != "processing" or self.lease_holder != worker[:128]:
+            return False
+        self.lease_expires_at = now + lease
+        return True
 
     def finish(self, now: datetime) -> TrialFinished | None:
         if self.status != "processing":
             return None
         self._move("done", now)
+        self.lease_holder, self.lease_expires_at = None, None
         return TrialFinished(trial_id=self.id, session_id=self.session_id, status="done")
 
     def fail(self, error_msg: str, now: datetime, error_msg_dev: str = "") -> TrialFinished:
         if self.status in FINISHED:
             raise Conflict(f"The trial is already {self.status}.")
         self._move("error", now)
+        self.lease_holder, self.lease_expires_at = None, None
         self.meta = {"error_msg": error_msg, "error_msg_dev": error_msg_dev or error_msg}
         return TrialFinished(
             trial_id=self.id, session_id=self.session_id, status="error", error_msg=error_msg

@@ -1,0 +1,167 @@
+"""A trial's processing: the job queued once every video is in, the claim that gives one
+worker the trial (RabbitMQ workers by a claim request, the stock pipeline by the HTTP
+dequeue), the lease its heartbeats keep alive, and what happens when a worker vanishes.
+
+Each use case takes the open transaction `tx` and never commits.
+"""
+
+from collections.abc import Mapping
+from datetime import timedelta
+
+from sqlalchemy import Select, and_, any_, case, literal, or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from session_service.config import Settings
+from session_service.models import SPECIAL_TRIALS, Outbox, Session, Trial, User, Video
+from session_service.sessions import PRODUCER, emit
+from shared.db import utcnow
+from shared.events import JOBS_EXCHANGE, ClaimReply, ClaimRequest, ProcessingJob, UploadedVideo
+from shared.outbox import record
+
+EXHAUSTED = "Processing failed {n} times: the processing server stopped responding. Try again."
+HORIZON = timedelta(days=7)  # the stock dequeue never hands out older trials
+
+
+def job_priority(trial: Trial, owner: User, reprocess: bool) -> int:
+    """Higher first: calibration and neutral, then the `priority` group; reprocessing last."""
+    if reprocess:
+        return 1
+    if trial.name in SPECIAL_TRIALS:
+        return 7
+    return 5 if owner.in_group("priority", "admin") else 3
+
+
+async def uploaded_videos(tx: AsyncSession, trial: Trial) -> list[UploadedVideo]:
+    rows = await tx.scalars(
+        select(Video)
+        .where(Video.trial_id == trial.id, Video.key.is_not(None))
+        .order_by(Video.created_at)
+    )
+    return [
+        UploadedVideo(
+            video_id=v.id, device_id=v.device_id, key=v.key, parameters=v.parameters or {}
+        )
+        for v in rows
+    ]
+
+
+async def queue_job(
+    tx: AsyncSession,
+    trial: Trial,
+    videos: list[UploadedVideo] | None = None,
+    *,
+    reprocess: bool = False,
+) -> None:
+    """Put a job for the trial on the queue of its kind. Its videos are the ones given (the
+    upload service's final set) or, when processing again, the ones uploaded."""
+    session = await tx.get(Session, trial.session_id)
+    owner = await tx.get(User, session.user_id)
+    emit(tx, trial.queue(utcnow()))
+    job = ProcessingJob(
+        job_id=trial.job_id,
+        trial_id=trial.id,
+        session_id=trial.session_id,
+        trial_name=trial.name or "",
+        trial_type=trial.trial_type,
+        videos=videos if videos is not None else await uploaded_videos(tx, trial),
+        attempt=trial.attempts + 1,
+        is_mono=session.is_mono,
+    )
+    kind = "mono" if session.is_mono else ("setup" if trial.name in SPECIAL_TRIALS else "dynamic")
+    priority = job_priority(trial, owner, reprocess)
+    record(
+        tx,
+        Outbox,
+        job,
+        producer=PRODUCER,
+        exchange=JOBS_EXCHANGE,
+        routing_key=kind,
+        priority=priority,
+    )
+
+
+async def claim(tx: AsyncSession, request: ClaimRequest, settings: Settings) -> ClaimReply:
+    """Grant a worker the trial of its job, if that job is current and nobody holds it."""
+    trial = await tx.get(Trial, request.trial_id, with_for_update=True)
+    now = utcnow()
+    lease = timedelta(seconds=settings.processing_lease_seconds)
+    if trial is None or trial.job_id != request.job_id:
+        return ClaimReply(granted=False, reason="This job is no longer current.")
+    if trial.status == "processing" and trial.lease_holder == request.worker[:128]:
+        trial.renew(request.worker, now, lease)  # the worker asked again: same answer
+    elif not trial.claimable(now):
+        return ClaimReply(granted=False, reason=f"The trial is {trial.status}.")
+    else:
+        trial.claim(request.worker, now, lease)
+    return ClaimReply(granted=True, lease_seconds=settings.processing_lease_seconds)
+
+
+def _dequeue_query(worker_type: str, is_mono: str) -> Select:
+    """The stock dequeue's choice (reference §5.9), over trials whose videos are all in."""
+    special = Trial.name.in_(SPECIAL_TRIALS)
+    mono = Session.is_mono if is_mono != "False" else Session.is_mono.is_(False)
+    stmt = (
+        select(Trial)
+        .join(Session, Session.id == Trial.session_id)
+        .join(User, User.id == Session.user_id)
+        .where(
+            Trial.queued_at.is_not(None),
+            Trial.status.in_(("stopped", "reprocess")),
+            Trial.updated_at >= utcnow() - HORIZON,
+            mono,
+        )
+    )
+    if worker_type == "calibration":
+        stmt = stmt.where(special)
+    elif worker_type == "dynamic":
+        stmt = stmt.where(or_(Trial.name.is_(None), Trial.name.not_in(SPECIAL_TRIALS)))
+    first = [case((special, 0), else_=1)] if worker_type != "dynamic" else []
+    owner_rank = case(
+        (literal("admin") == any_(User.groups), 0),
+        (literal("priority") == any_(User.groups), 1),
+        else_=2,
+    )
+    return stmt.order_by(
+        *first, case((Trial.status == "stopped", 0), else_=1), owner_rank, Trial.queued_at
+    )
+
+
+async def dequeue(
+    tx: AsyncSession, query: Mapping[str, str], worker: str, settings: Settings
+) -> Trial | None:
+    """The stock pipeline's `GET /trials/dequeue/`: claim the next trial, or None."""
+    stmt = _dequeue_query(query.get("workerType", "all"), query.get("isMono", "False"))
+    trial = (await tx.scalars(stmt.limit(1).with_for_update(of=Trial, skip_locked=True))).first()
+    if trial is None:
+        return None
+    trial.claim(worker, utcnow(), timedelta(seconds=settings.legacy_lease_seconds))
+    trial.server = worker[:64]
+    session = await tx.get(Session, trial.session_id)
+    session.server = session.server or worker[:64]
+    return trial
+
+
+async def reprocess(tx: AsyncSession, trial: Trial) -> None:
+    """Process a finished trial again (its new results will replace the old ones)."""
+    trial.status, trial.attempts = "reprocess", 0
+    await queue_job(tx, trial, reprocess=True)
+
+
+async def requeue_lapsed(tx: AsyncSession, settings: Settings, limit: int = 100) -> int:
+    """Trials whose worker stopped renewing its lease: queued again, or failed for good
+    after `processing_max_attempts` attempts. Returns how many were handled."""
+    stmt = (
+        select(Trial)
+        .where(and_(Trial.status == "processing", Trial.lease_expires_at < utcnow()))
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    lapsed = (await tx.scalars(stmt)).all()
+    for trial in lapsed:
+        if trial.attempts >= settings.processing_max_attempts:
+            message = EXHAUSTED.format(n=trial.attempts)
+            emit(tx, trial.fail(message, utcnow(), f"lease of {trial.lease_holder} lapsed"))
+        else:
+            trial.status = "stopped"
+            await queue_job(tx, trial)
+    return len(lapsed)
