@@ -33,6 +33,7 @@ from shared.events import (
     TokenIssued,
     TokenRevoked,
     TrialFinished,
+    TrialMetaUpdated,
     TrialQueued,
     TrialRenamed,
     TrialStarted,
@@ -92,6 +93,12 @@ SAMPLES: dict[str, tuple[str, Event]] = {
     "trial.stopped": ("session", TrialStopped(trial_id=TRIAL, session_id=SESSION)),
     "trial.queued": ("session", TrialQueued(trial_id=TRIAL, session_id=SESSION, job_id=JOB)),
     "trial.renamed": ("session", TrialRenamed(trial_id=TRIAL, session_id=SESSION, name="run")),
+    "trial.meta_updated": (
+        "session",
+        TrialMetaUpdated(
+            trial_id=TRIAL, session_id=SESSION, meta={"calibration": {"Cam0": 0, "Cam1": 1}}
+        ),
+    ),
     "trial.finished": (
         "session",
         TrialFinished(

@@ -140,6 +140,16 @@ class TrialRenamed(Event):
     name: str
 
 
+class TrialMetaUpdated(Event):
+    """A trial's `meta` was replaced (the pipeline PATCHes it). On the calibration trial,
+    `{"calibration": {"Cam0": 0, "Cam1": 1}}` names each camera's chosen solution."""
+
+    type: ClassVar[str] = "trial.meta_updated"
+    trial_id: UUID
+    session_id: UUID
+    meta: dict[str, Any] | None = None
+
+
 class TrialFinished(Event):
     """The trial reached a final status: `done` or `error` (with the message users see)."""
 
@@ -337,6 +347,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
         TrialStopped,
         TrialQueued,
         TrialRenamed,
+        TrialMetaUpdated,
         TrialFinished,
         DeviceJoined,
         CamerasFinal,

@@ -1,14 +1,17 @@
-"""Results of processing: one stored object per (trial, tag, camera)."""
+"""Results of processing (one stored object each), the session archives built from them, and
+what this service knows of sessions, trials, videos and callers (kept by events)."""
 
 from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import BigInteger, DateTime, Identity, MetaData, String
+from sqlalchemy import BigInteger, Boolean, DateTime, Identity, Index, Integer, MetaData, String
+from sqlalchemy import text as sql
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from shared.db import NAMING_CONVENTION
+from shared.identity import ApiTokenMixin, ApiUserMixin
 from shared.messaging import ProcessedEventMixin
 from shared.outbox import OutboxMixin
 
@@ -19,6 +22,8 @@ class Base(DeclarativeBase):
 
 
 class Result(Base):
+    """One result object of a trial: `key` is its S3 key (`<uuid4>-<fileName>`)."""
+
     __tablename__ = "results"
 
     id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
@@ -29,6 +34,80 @@ class Result(Base):
     meta: Mapped[dict[str, Any] | None]
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
+
+
+class KnownSession(Base):
+    """A session as this service sees it: owner, public flag, the session holding its
+    calibration (`session.created`, `session.updated`; either may arrive first)."""
+
+    __tablename__ = "sessions"
+
+    id: Mapped[UUID] = mapped_column(primary_key=True)
+    user_id: Mapped[int | None] = mapped_column(Integer, index=True)
+    public: Mapped[bool] = mapped_column(Boolean, server_default=sql("false"))
+    calibration_session_id: Mapped[UUID | None]
+
+
+class KnownTrial(Base):
+    """A trial: its session and name (`trial.started`, `trial.renamed`), the processing job
+    whose results count (`trial.queued`), and the pipeline's calibration choice
+    (`meta.calibration`, e.g. `{"Cam0": 0, "Cam1": 1}`, from `trial.meta_updated`)."""
+
+    __tablename__ = "trials"
+
+    id: Mapped[UUID] = mapped_column(primary_key=True)
+    session_id: Mapped[UUID] = mapped_column(index=True)
+    name: Mapped[str | None] = mapped_column(String)
+    created_at: Mapped[datetime | None]
+    current_job_id: Mapped[UUID | None]
+    calibration: Mapped[dict[str, Any] | None]
+
+
+class KnownVideo(Base):
+    """A phone's uploaded video of a trial (`video.uploaded`); `id` orders them by arrival."""
+
+    __tablename__ = "videos"
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    video_id: Mapped[UUID] = mapped_column(unique=True)
+    trial_id: Mapped[UUID] = mapped_column(index=True)
+    device_id: Mapped[UUID]
+    key: Mapped[str] = mapped_column(String(512))
+
+
+class Archive(Base):
+    """A requested session archive, built by the worker (`archives.py`).
+
+    `pending` -> `building` (claimed; `claimed_at` is its lease) -> `ready` (`key`) or
+    `failed` (`error`) after `attempts` tries."""
+
+    __tablename__ = "archives"
+    __table_args__ = (
+        Index(
+            "ix_archives_unfinished",
+            "created_at",
+            postgresql_where=sql("status IN ('pending', 'building')"),
+        ),
+    )
+
+    task_id: Mapped[UUID] = mapped_column(primary_key=True)
+    session_id: Mapped[UUID]
+    user_id: Mapped[int | None] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(16))
+    attempts: Mapped[int] = mapped_column(Integer, server_default=sql("0"))
+    key: Mapped[str | None] = mapped_column(String(512))
+    error: Mapped[str | None] = mapped_column(String)
+    created_at: Mapped[datetime]
+    claimed_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None] = mapped_column(index=True)
+
+
+class ApiToken(ApiTokenMixin, Base):
+    __tablename__ = "api_tokens"
+
+
+class ApiUser(ApiUserMixin, Base):
+    __tablename__ = "api_users"
 
 
 class Outbox(OutboxMixin, Base):

@@ -16,6 +16,7 @@ from session_service.api.deps import (
 from session_service.models import Result, Session, User
 from shared.db import Tx, utcnow
 from shared.errors import Forbidden, Invalid
+from shared.events import TrialMetaUpdated
 from shared.forms import json_field, read_fields
 
 router = APIRouter(prefix="/sessions")
@@ -140,7 +141,7 @@ async def set_metadata(session_id: str, tx: Tx, request: Request, user: Verified
 @router.get("/{session_id}/set_subject/")
 async def set_subject(session_id: str, tx: Tx, request: Request, user: VerifiedUser) -> dict:
     session = await _owned(tx, session_id, user)
-    await sessions.set_subject(tx, session, user, request.query_params.get("subject_id", ""))
+    await sessions.set_subject(tx, session, request.query_params.get("subject_id", ""))
     return await session_view(tx, request, session)
 
 
@@ -225,6 +226,9 @@ async def calibration_choice(session_id: str, tx: Tx, request: Request, user: Ve
         if trial is None:
             raise Invalid("This session has no calibration trial.")
         trial.meta, trial.updated_at = {"calibration": body}, utcnow()
+        sessions.emit(
+            tx, TrialMetaUpdated(trial_id=trial.id, session_id=trial.session_id, meta=trial.meta)
+        )
     data = ((trial.meta or {}).get("calibration") if trial else None) or {}
     return {"status": "ok", "data": data}
 

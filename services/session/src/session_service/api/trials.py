@@ -18,7 +18,7 @@ from session_service.api.deps import (
 from session_service.models import Session, Trial, TrialTag, User
 from shared.db import Tx, utcnow
 from shared.errors import Conflict, Forbidden, Invalid, NotFound
-from shared.events import TrialRenamed
+from shared.events import TrialMetaUpdated, TrialRenamed
 from shared.forms import json_field, read_fields
 
 router = APIRouter()
@@ -103,6 +103,7 @@ async def apply_patch(tx: Tx, trial: Trial, fields: dict[str, Any], user: User) 
         if meta is not None and not isinstance(meta, dict):
             raise Invalid("Expected a JSON object.", field="meta")
         trial.meta = meta
+        trials.emit(tx, TrialMetaUpdated(trial_id=trial.id, session_id=trial.session_id, meta=meta))
     for name in WORKER_FIELDS:
         if name in fields:
             trial_value = str(fields[name])[:64] if fields[name] is not None else None
@@ -110,7 +111,10 @@ async def apply_patch(tx: Tx, trial: Trial, fields: dict[str, Any], user: User) 
     if "processed_duration" in fields:
         trial.processed_duration = parse_duration(fields["processed_duration"])
     if "name" in fields and fields["name"] != trial.name:
-        trial.name = trials.validate_trial_name(fields["name"])
+        name = trials.validate_trial_name(fields["name"])
+        if {name, trial.name} & {"calibration", "neutral"}:
+            raise Conflict("Calibration and neutral trials keep their names.")
+        trial.name = name
         trials.emit(
             tx, TrialRenamed(trial_id=trial.id, session_id=trial.session_id, name=trial.name)
         )
@@ -125,7 +129,8 @@ async def apply_patch(tx: Tx, trial: Trial, fields: dict[str, Any], user: User) 
 
 
 def parse_duration(value: Any) -> timedelta | None:
-    """Django's duration text (`[D ]H:MM:SS[.ffffff]`), as the pipeline sends it."""
+    """Django's duration text (`[D ]H:MM:SS[.ffffff]`), or Python's `str(timedelta)`
+    (`[D day[s], ]H:MM:SS[.ffffff]`) as the pipeline sends it."""
     if value in (None, ""):
         return None
     text = str(value).strip()
@@ -133,10 +138,11 @@ def parse_duration(value: Any) -> timedelta | None:
     if " " in text:
         head, text = text.split(" ", 1)
         days = int(head) if head.lstrip("-").isdigit() else 0
+        text = text.removeprefix("days,").removeprefix("day,").strip()  # str(timedelta)
     try:
         hours, minutes, seconds = text.split(":")
         return timedelta(days=days, hours=int(hours), minutes=int(minutes), seconds=float(seconds))
-    except ValueError:
+    except (ValueError, OverflowError):
         raise Invalid(
             "Duration has wrong format. Use [DD] [HH:[MM:]]ss[.uuuuuu].", field="processed_duration"
         ) from None
