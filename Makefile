@@ -5,13 +5,14 @@ PY := $(VENV)/bin/python
 UV := python3 -m uv
 export UV_PYTHON_DOWNLOADS := never
 
-.PHONY: help install infra up down status demo test test-fast lint lock
+.PHONY: help install infra certs up down status demo test lint lock
 
 help:
 	@echo "make demo    run one three-camera trial from recording to results (starts what it needs)"
 	@echo "make test    run the whole test suite, end-to-end test included"
 	@echo "make up      start everything in the background (gateway on http://127.0.0.1:8000)"
 	@echo "make down    stop what 'make up' started"
+	@echo "make certs   the local CA and gateway certificate (phones need HTTPS on 443)"
 	@echo "make lint    ruff and the import contracts"
 
 install: $(VENV)/.installed
@@ -24,6 +25,9 @@ $(VENV)/.installed: requirements.txt pyproject.toml shared/pyproject.toml servic
 
 infra:
 	@dev/ensure-infra.sh
+
+certs: install
+	$(PY) -m dev.certs
 
 up: install infra
 	$(PY) -m dev.stack up

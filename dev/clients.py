@@ -11,10 +11,12 @@ do into a shared `Timeline`.
 import asyncio
 import contextlib
 import io
+import ssl
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -125,15 +127,32 @@ class WebApp:
             await asyncio.sleep(0.5)
 
 
+def api_url(qr_url: str) -> str:
+    """Where the stock iOS app sends its video PATCH: `https://` + the QR host, port dropped
+    (an http QR, which only test setups use, keeps its address)."""
+    parts = urlsplit(qr_url)
+    return f"https://{parts.hostname}" if parts.scheme == "https" else f"http://{parts.netloc}"
+
+
 class Phone:
     """One iPhone running the stock app, after scanning the session's QR code."""
 
-    def __init__(self, name: str, device_id: str, video: Path, qr_url: str, timeline: Timeline):
+    def __init__(
+        self,
+        name: str,
+        device_id: str,
+        video: Path,
+        qr_url: str,
+        timeline: Timeline,
+        ca: Path | None = None,
+    ):
+        """`ca`: the certificate authority the phone trusts (the local CA for local runs)."""
         self.name, self.device_id, self.video, self.timeline = name, device_id, video, timeline
         self.status_url = f"{qr_url}?device_id={device_id}"
         self.presign_url = qr_url.replace("/status", "") + "get_presigned_url/"
-        self.api_url = qr_url.split("/sessions/")[0]  # the stock app uses https://<qr host>
-        self.http = httpx.AsyncClient(timeout=60)
+        self.api_url = api_url(qr_url)
+        verify = ssl.create_default_context(cafile=str(ca)) if ca else True
+        self.http = httpx.AsyncClient(timeout=60, verify=verify)
         self.previous = "ready"
         self.video_link: str | None = None
         self.upload: asyncio.Task | None = None

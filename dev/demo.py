@@ -58,7 +58,7 @@ async def record_trial(
     session, qr_url = await web.new_session()
     stop = asyncio.Event()
     phones = [
-        Phone(f"phone{i + 1}", str(uuid.uuid4()).upper(), clip, qr_url, timeline)
+        Phone(f"phone{i + 1}", str(uuid.uuid4()).upper(), clip, qr_url, timeline, layout.ca_file)
         for i, clip in enumerate(clips)
     ]
     polling = [asyncio.create_task(phone.run(stop)) for phone in phones]

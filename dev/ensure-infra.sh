@@ -1,12 +1,16 @@
 #!/usr/bin/env bash
-# Make this machine ready to run the stack: the system packages it needs (nginx, ffmpeg),
-# and PostgreSQL and RabbitMQ running on loopback. Safe to run any number of times.
+# Make this machine ready to run the stack and its tests: the system packages they need
+# (nginx, ffmpeg, docker-compose and promtool for the offline deployment checks), and
+# PostgreSQL and RabbitMQ running on loopback. Safe to run any number of times.
 set -euo pipefail
 
 missing=()
 command -v nginx >/dev/null || missing+=(nginx-light)
 command -v ffmpeg >/dev/null || missing+=(ffmpeg)
 command -v ffprobe >/dev/null || missing+=(ffmpeg)
+# Offline checks of the deployment files (tests/deploy): compose v1 and promtool.
+command -v docker-compose >/dev/null || missing+=(docker-compose)
+command -v promtool >/dev/null || missing+=(prometheus)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "Installing ${missing[*]} with apt..."
   export DEBIAN_FRONTEND=noninteractive

@@ -24,6 +24,9 @@ from pathlib import Path
 
 import httpx
 
+from dev.certs import CERTS
+from dev.certs import ensure as ensure_certs
+
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 SERVICES = ("session", "device", "upload", "results")
@@ -37,6 +40,9 @@ class Layout:
     base_port: int = 8000
     db_prefix: str = "opencap"
     vhost: str = "/"
+    # The gateway also serves HTTPS on <tls_host>:443, as the stock iPhone app requires:
+    # each local stack gets its own loopback address for it.
+    tls_host: str = "127.0.0.1"
 
     @property
     def run_dir(self) -> Path:
@@ -45,6 +51,15 @@ class Layout:
     @property
     def gateway_url(self) -> str:
         return f"http://127.0.0.1:{self.base_port}"
+
+    @property
+    def public_url(self) -> str:
+        """What phones are told (QR codes): the gateway over HTTPS on port 443."""
+        return f"https://{self.tls_host}"
+
+    @property
+    def ca_file(self) -> Path:
+        return CERTS / "ca.pem"
 
     @property
     def s3_url(self) -> str:
@@ -70,6 +85,11 @@ class Layout:
     def metrics_port(self, service: str) -> int:
         return self.base_port + 11 + SERVICES.index(service)
 
+    @property
+    def pipeline_metrics_port(self) -> int:
+        """The reference pipeline worker's Prometheus endpoint (also its readiness signal)."""
+        return self.base_port + 15
+
     def database_url(self, service: str) -> str:
         return f"{POSTGRES}/{self.db_prefix}_{service}"
 
@@ -78,7 +98,11 @@ DEV = Layout()
 # The end-to-end tests' stack; E2E_PORT_BASE moves it (and its databases and vhost) aside.
 _E2E = int(os.environ.get("E2E_PORT_BASE", "18000"))
 TEST = Layout(
-    name=f"test{_E2E}", base_port=_E2E, db_prefix=f"test{_E2E}_opencap", vhost=f"opencap_test{_E2E}"
+    name=f"test{_E2E}",
+    base_port=_E2E,
+    db_prefix=f"test{_E2E}_opencap",
+    vhost=f"opencap_test{_E2E}",
+    tls_host=f"127.0.0.{min(max(2 + (_E2E - 18000) // 1000, 2), 9)}",
 )
 
 
@@ -91,7 +115,7 @@ class Stack:
         env = {
             **os.environ,
             "AMQP_URL": self.layout.amqp_url,
-            "PUBLIC_URL": self.layout.gateway_url,
+            "PUBLIC_URL": self.layout.public_url,
             "S3_ENDPOINT_URL": self.layout.s3_url,
             "S3_BUCKET": "opencap",
             "AWS_ACCESS_KEY_ID": "opencaplocal",
@@ -153,7 +177,10 @@ class Stack:
                 [sys.executable, "-m", f"{service}_service.worker"],
                 self.env(service),
             )
-        commands["pipeline"] = ([sys.executable, "-m", "pipeline.reference"], self.env())
+        commands["pipeline"] = (
+            [sys.executable, "-m", "pipeline.reference"],
+            self.env() | {"METRICS_PORT": str(self.layout.pipeline_metrics_port)},
+        )
         conf = self.layout.run_dir / "nginx" / "nginx.conf"
         commands["gateway"] = (
             ["nginx", "-p", str(conf.parent), "-c", str(conf), "-g", "daemon off;"],
@@ -176,6 +203,11 @@ class Stack:
                 asyncio.run(drop_database(url))
             asyncio.run(create_database(url))
             upgrade(ROOT / "services" / service, url)
+        self.prepare_gateway()
+
+    def prepare_gateway(self) -> None:
+        """The gateway's certificate (made once) and its configuration for this layout."""
+        ensure_certs(CERTS)
         self.render_gateway()
 
     def render_gateway(self) -> None:
@@ -185,6 +217,8 @@ class Stack:
         text = (ROOT / "deploy" / "nginx" / "local.conf.template").read_text()
         fields = {
             "RUN_DIR": str(out),
+            "TLS_HOST": self.layout.tls_host,
+            "CERTS": str(CERTS),
             "ROUTES": str(ROOT / "deploy" / "nginx" / "routes.conf"),
             "GATEWAY_PORT": str(self.layout.base_port),
             **{f"{s.upper()}_PORT": str(self.layout.port(s)) for s in SERVICES},
@@ -247,6 +281,9 @@ class Stack:
         for service in SERVICES:
             urls.append(f"http://127.0.0.1:{self.layout.port(service)}/readyz")
             urls.append(f"http://127.0.0.1:{self.layout.metrics_port(service)}/metrics")
+        # The pipeline worker takes jobs with basic.get (no consumer to see): its metrics
+        # endpoint answers once it is connected and taking jobs.
+        urls.append(f"http://127.0.0.1:{self.layout.pipeline_metrics_port}/metrics")
         for url in urls:
             self.wait_for(url, timeout)
         asyncio.run(wait_for_consumers(self.layout.amqp_url, timeout))
@@ -339,15 +376,13 @@ async def drop_database(url: str) -> None:
 
 
 async def wait_for_consumers(amqp_url: str, timeout: float) -> None:
-    """Every service queue and the processing job queue has a consumer attached."""
+    """Every service queue has a consumer attached."""
     import aio_pika
-
-    from shared.events import JOBS_QUEUE
 
     deadline = time.monotonic() + timeout
     connection = await aio_pika.connect(amqp_url)
     async with connection:
-        for queue_name in (*SERVICES, JOBS_QUEUE):
+        for queue_name in SERVICES:
             while True:
                 channel = await connection.channel()
                 try:
@@ -374,7 +409,10 @@ def main() -> None:
     elif args.command == "up":
         stack.prepare()
         stack.start()
-        print(f"OpenCap is up: {DEV.gateway_url} (logs in {DEV.run_dir / 'logs'})")
+        print(
+            f"OpenCap is up: {DEV.gateway_url}, and {DEV.public_url} for phones "
+            f"(trusting {DEV.ca_file}); mail in {DEV.maildir}, logs in {DEV.run_dir / 'logs'}"
+        )
     elif args.command == "down":
         stack.stop()
         print("OpenCap is down.")

@@ -157,8 +157,9 @@ async def test_the_web_app_runs_a_whole_session(stack, tmp_path):
             "total": 0,
         }
         session, qr_url = await web.new_session()
+        assert qr_url == f"{TEST.public_url}/sessions/{session['id']}/status/"  # HTTPS, port 443
         phones = [
-            Phone(f"phone{i}", str(uuid.uuid4()).upper(), clip, qr_url, timeline)
+            Phone(f"phone{i}", str(uuid.uuid4()).upper(), clip, qr_url, timeline, TEST.ca_file)
             for i, clip in enumerate(clips)
         ]
         polling = [asyncio.create_task(phone.run(stop)) for phone in phones]

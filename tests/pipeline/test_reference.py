@@ -1,4 +1,5 @@
-"""The reference worker measures real videos with ffprobe and grabs thumbnails with ffmpeg."""
+"""The reference worker measures real videos with ffprobe, grabs thumbnails with ffmpeg and
+estimates the cameras' time offsets from the motion in the pictures."""
 
 import json
 import subprocess
@@ -39,7 +40,7 @@ def test_probe_measures_a_clip(clips):
     assert facts["size_bytes"] == clips[0].stat().st_size > 0
 
 
-def test_process_writes_facts_and_a_thumbnail_per_camera(clips, tmp_path):
+def test_process_writes_facts_and_a_thumbnail_per_camera_then_their_offsets(clips, tmp_path):
     videos = [uploaded(), uploaded()]
 
     outputs = reference.process(job_for(videos), tmp_path, list(zip(videos, clips, strict=True)))
@@ -49,13 +50,20 @@ def test_process_writes_facts_and_a_thumbnail_per_camera(clips, tmp_path):
         ("thumbnail", "Cam0", "thumbnail_Cam0.jpg"),
         ("video_facts", "Cam1", "videoFacts_Cam1.json"),
         ("thumbnail", "Cam1", "thumbnail_Cam1.jpg"),
+        ("sync_offsets", "all", "syncOffsets.json"),
     ]
-    for video, clip, facts_file in zip(videos, clips, outputs[::2], strict=True):
+    offsets = json.loads(outputs[-1].path.read_text())
+    assert offsets["frame_rate"] == 30
+    assert outputs[-1].meta == {c: o["seconds"] for c, o in offsets["cameras"].items()}
+    # Cam1 starts 0.05 s (1.5 frames at 30 fps) after Cam0.
+    assert outputs[-1].meta["Cam0"] == 0.0
+    assert outputs[-1].meta["Cam1"] == pytest.approx(0.05, abs=1 / 30)
+    for video, clip, facts_file in zip(videos, clips, outputs[:4:2], strict=True):
         facts = json.loads(facts_file.path.read_text())
         assert (
             facts == facts_file.meta == {"device_id": str(video.device_id), **reference.probe(clip)}
         )
-    for thumbnail in outputs[1::2]:
+    for thumbnail in outputs[1:4:2]:
         assert thumbnail.meta is None
         with Image.open(thumbnail.path) as image:
             assert (image.format, image.size) == ("JPEG", (320, 240))
@@ -72,7 +80,7 @@ def test_each_kind_of_trial_gets_the_picture_its_web_page_waits_for(
 
     outputs = reference.process(job_for([video], trial_type), tmp_path, [(video, clips[0])])
 
-    assert [o.tag for o in outputs] == ["video_facts", tag]
+    assert [o.tag for o in outputs] == ["video_facts", tag]  # one camera: no offsets
 
 
 def test_no_videos_is_the_originals_error(tmp_path):

@@ -1,36 +1,22 @@
-"""The worker SDK end to end on real RabbitMQ and an S3 endpoint: a job in, videos down,
-results up, `processing.started` then `processing.completed` / `processing.failed` out."""
+"""The worker SDK end to end on real RabbitMQ and an S3 endpoint: a job in, claimed, videos
+down, results up, `processing.started` then `processing.completed` / `processing.failed`."""
 
 import asyncio
-import contextlib
 import re
-import signal
-import threading
-from collections.abc import AsyncIterator
-from pathlib import Path
-from uuid import UUID, uuid4
+from uuid import uuid4
 
 import aio_pika
-import pytest
 
 from pipeline import reference
-from pipeline.sdk import OutputFile, PipelineSettings, ProcessingError, Worker
-from shared.db import utcnow
+from pipeline.sdk import OutputFile, ProcessingError, Worker
 from shared.events import (
-    EVENTS_EXCHANGE,
-    JOB_ROUTING_KEY,
     JOBS_EXCHANGE,
-    JOBS_QUEUE,
-    Envelope,
-    Event,
+    ClaimRequest,
     ProcessingCompleted,
     ProcessingFailed,
-    ProcessingJob,
     ProcessingStarted,
-    UploadedVideo,
-    decode,
 )
-from shared.messaging import declare_events, declare_jobs, publish_envelope
+from tests.pipeline.support import job_with, put_videos, running
 
 RESULT_KEY = re.compile(
     r"^results/(?P<trial>[0-9a-f-]{36})/"
@@ -38,105 +24,8 @@ RESULT_KEY = re.compile(
 )
 
 
-@pytest.fixture
-def settings(s3_settings, amqp_url) -> PipelineSettings:
-    return PipelineSettings(
-        **s3_settings.model_dump(), amqp_url=amqp_url, worker_name="pytest-worker", log_json=False
-    )
-
-
-class Broker:
-    """The test's side of RabbitMQ: publishes jobs, reads the pipeline's reports."""
-
-    def __init__(self, channel, jobs_queue, reports):
-        self.channel, self.jobs_queue, self.reports = channel, jobs_queue, reports
-
-    async def submit(self, job: ProcessingJob) -> None:
-        envelope = Envelope.wrap(
-            job, producer="session", occurred_at=utcnow(), correlation_id="corr-7"
-        )
-        jobs = await self.channel.get_exchange(JOBS_EXCHANGE)
-        await publish_envelope(jobs, envelope, JOB_ROUTING_KEY)
-
-    async def report(self, timeout: float = 30.0) -> tuple[Envelope, Event]:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        while loop.time() < deadline:
-            message = await self.reports.get(fail=False, no_ack=True)
-            if message is not None:
-                envelope = Envelope.model_validate_json(message.body)
-                assert message.routing_key == envelope.type
-                return envelope, decode(envelope)
-            await asyncio.sleep(0.02)
-        pytest.fail(f"no report from the worker within {timeout} s")
-
-    async def jobs_waiting(self) -> int:
-        """Jobs still in the queue; unacknowledged ones count once their consumer is gone."""
-        declared = await self.channel.declare_queue(JOBS_QUEUE, passive=True)
-        return declared.declaration_result.message_count
-
-
-@pytest.fixture
-async def broker(amqp_url) -> AsyncIterator[Broker]:
-    connection = await aio_pika.connect(amqp_url)
-    channel = await connection.channel()
-    await declare_events(channel)
-    jobs_queue = await declare_jobs(channel)
-    await jobs_queue.purge()
-    reports = await channel.declare_queue(exclusive=True, auto_delete=True)
-    await reports.bind(EVENTS_EXCHANGE, routing_key="processing.*")
-    yield Broker(channel, jobs_queue, reports)
-    await connection.close()
-
-
-@contextlib.asynccontextmanager
-async def running(worker: Worker) -> AsyncIterator[Worker]:
-    """Run `worker` as a task, then stop it and wait until it has finished."""
-    task = asyncio.create_task(worker.run())
-    try:
-        yield worker
-    finally:
-        if hasattr(worker, "stopping"):  # it is up: stop it the way SIGTERM does
-            worker.stopping.set()
-        else:
-            task.cancel()
-        try:
-            with contextlib.suppress(asyncio.CancelledError):
-                await asyncio.wait_for(task, 30)
-        finally:
-            # Worker.run installs these on the loop; give pytest its Ctrl-C back.
-            loop = asyncio.get_running_loop()
-            for sig in (signal.SIGTERM, signal.SIGINT):
-                loop.remove_signal_handler(sig)
-
-
-def put_videos(storage, clips: list[Path], trial_id: UUID) -> list[UploadedVideo]:
-    videos = []
-    for clip in clips:
-        video = UploadedVideo(
-            video_id=uuid4(),
-            device_id=uuid4(),
-            key=f"videos/{trial_id}/{uuid4()}.mov",
-            parameters={"model": "iPhone13,3"},
-        )
-        storage.put_bytes(video.key, clip.read_bytes(), "video/quicktime")
-        videos.append(video)
-    return videos
-
-
-def job_with(trial_id: UUID, videos: list[UploadedVideo]) -> ProcessingJob:
-    return ProcessingJob(
-        job_id=uuid4(),
-        trial_id=trial_id,
-        session_id=uuid4(),
-        trial_name="walking",
-        trial_type="dynamic",
-        videos=videos,
-    )
-
-
 async def test_job_yields_started_then_completed_with_stored_results(
-    settings, broker, storage, clips
+    settings, broker, claims, storage, clips
 ):
     trial_id = uuid4()
     job = job_with(trial_id, put_videos(storage, clips, trial_id))
@@ -146,6 +35,8 @@ async def test_job_yields_started_then_completed_with_stored_results(
         started_envelope, started = await broker.report()
         completed_envelope, completed = await broker.report()
 
+    ((request, _),) = claims.requests
+    assert request == ClaimRequest(job_id=job.job_id, trial_id=trial_id, worker="pytest-worker")
     assert started == ProcessingStarted(
         job_id=job.job_id, trial_id=trial_id, worker="pytest-worker"
     )
@@ -162,6 +53,7 @@ async def test_job_yields_started_then_completed_with_stored_results(
         ("thumbnail", "Cam0"),
         ("video_facts", "Cam1"),
         ("thumbnail", "Cam1"),
+        ("sync_offsets", "all"),
     ]
     for result in completed.results:
         match = RESULT_KEY.match(result.key)
@@ -175,7 +67,36 @@ async def test_job_yields_started_then_completed_with_stored_results(
     assert await broker.jobs_waiting() == 0
 
 
-async def test_processing_error_yields_failed_with_its_message(settings, broker, storage, clips):
+async def test_process_gets_the_videos_as_cameras_in_the_jobs_order(
+    settings, broker, claims, storage, clips
+):
+    seen = []
+
+    def look(job, workdir, videos) -> list[OutputFile]:
+        seen.extend((video, path.name, path.read_bytes()) for video, path in videos)
+        seen.append(sorted(p.name for p in workdir.iterdir()))
+        return []
+
+    trial_id = uuid4()
+    job = job_with(trial_id, put_videos(storage, clips, trial_id))
+    await broker.submit(job)
+
+    async with running(Worker(settings, look)):
+        events = await broker.reports_until_final()
+
+    assert seen == [
+        (job.videos[0], "Cam0.mov", clips[0].read_bytes()),
+        (job.videos[1], "Cam1.mov", clips[1].read_bytes()),
+        [],  # the output folder starts empty
+    ]
+    assert events[-1] == ProcessingCompleted(
+        job_id=job.job_id, trial_id=trial_id, worker="pytest-worker", results=[]
+    )
+
+
+async def test_processing_error_yields_failed_with_its_message(
+    settings, broker, claims, storage, clips
+):
     def refuse(job, workdir, videos) -> list[OutputFile]:
         assert [path.read_bytes() for _, path in videos] == [clips[0].read_bytes()]
         raise ProcessingError("Camera calibration failed.", "checkerboard not found in Cam0")
@@ -199,42 +120,38 @@ async def test_processing_error_yields_failed_with_its_message(settings, broker,
     assert await broker.jobs_waiting() == 0
 
 
-async def test_job_without_videos_fails_with_the_originals_message(settings, broker):
-    job = job_with(uuid4(), [])
-    await broker.submit(job)
+async def test_job_without_videos_fails_with_the_originals_message(settings, broker, claims):
+    await broker.submit(job_with(uuid4(), []))
 
     async with running(Worker(settings, reference.process)):
-        await broker.report()
-        _, failed = await broker.report()
+        events = await broker.reports_until_final()
 
-    assert isinstance(failed, ProcessingFailed)
-    assert failed.error_msg.startswith("No videos uploaded.")
+    assert isinstance(events[-1], ProcessingFailed)
+    assert events[-1].error_msg.startswith("No videos uploaded.")
     assert await broker.jobs_waiting() == 0
 
 
-async def test_crash_in_process_yields_a_generic_failure(settings, broker, storage, clips):
+async def test_crash_in_process_yields_a_generic_failure(settings, broker, claims, storage, clips):
     def crash(job, workdir, videos) -> list[OutputFile]:
         raise ZeroDivisionError("bug in the pipeline")
 
     trial_id = uuid4()
-    job = job_with(trial_id, put_videos(storage, clips[:1], trial_id))
-    await broker.submit(job)
+    await broker.submit(job_with(trial_id, put_videos(storage, clips[:1], trial_id)))
 
     async with running(Worker(settings, crash)):
-        await broker.report()
-        _, failed = await broker.report()
+        events = await broker.reports_until_final()
 
-    assert isinstance(failed, ProcessingFailed)
-    assert failed.error_msg == "Processing failed unexpectedly."
-    assert "bug in the pipeline" in failed.error_msg_dev
+    assert isinstance(events[-1], ProcessingFailed)
+    assert events[-1].error_msg == "Processing failed unexpectedly."
+    assert "bug in the pipeline" in events[-1].error_msg_dev
     assert await broker.jobs_waiting() == 0
 
 
-async def test_undecodable_job_is_dead_lettered(settings, broker):
-    jobs = await broker.channel.get_exchange(JOBS_EXCHANGE)
-    await jobs.publish(aio_pika.Message(b"not a job"), routing_key=JOB_ROUTING_KEY)
-    dlq = await broker.channel.declare_queue(f"{JOBS_QUEUE}.dlq", durable=True)
+async def test_undecodable_job_is_dead_lettered_without_a_claim(settings, broker, claims):
+    dlq = await broker.channel.declare_queue(f"{JOBS_EXCHANGE}.dlq", durable=True)
     await dlq.purge()
+    jobs = await broker.channel.get_exchange(JOBS_EXCHANGE)
+    await jobs.publish(aio_pika.Message(b"not a job"), routing_key="dynamic")
 
     async with running(Worker(settings, reference.process)):
         loop = asyncio.get_running_loop()
@@ -244,36 +161,6 @@ async def test_undecodable_job_is_dead_lettered(settings, broker):
             await asyncio.sleep(0.02)
 
     assert dead.body == b"not a job"
-    assert await broker.reports.get(fail=False) is None
-    assert await broker.jobs_waiting() == 0
-
-
-async def test_stop_during_a_job_finishes_the_job_first(settings, broker, storage, clips):
-    release = threading.Event()
-
-    def slow(job, workdir, videos) -> list[OutputFile]:
-        if not release.wait(30):
-            raise ProcessingError("never released")
-        return reference.process(job, workdir, videos)
-
-    trial_id = uuid4()
-    await broker.submit(job_with(trial_id, put_videos(storage, clips[:1], trial_id)))
-    worker = Worker(settings, slow)
-    task = asyncio.create_task(worker.run())
-    try:
-        _, started = await broker.report()
-        assert isinstance(started, ProcessingStarted)
-        worker.stopping.set()  # SIGTERM while the job is under way
-        release.set()
-        _, completed = await broker.report()
-        await asyncio.wait_for(task, 30)
-    finally:
-        release.set()
-        if not task.done():
-            task.cancel()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.remove_signal_handler(sig)
-
-    assert isinstance(completed, ProcessingCompleted) and len(completed.results) == 2
+    assert claims.requests == []
+    assert await broker.no_more_reports()
     assert await broker.jobs_waiting() == 0

@@ -56,7 +56,9 @@ def create_service_app(
         expose_headers=["X-Request-ID"],
         max_age=600,
     )
-    app.add_middleware(RequestContextMiddleware, quiet_routes=quiet_routes)
+    app.add_middleware(
+        RequestContextMiddleware, quiet_routes=quiet_routes, service=settings.service_name
+    )
     app.add_route("/metrics", metrics_endpoint, include_in_schema=False)
     app.add_api_route("/healthz", _healthz, include_in_schema=False)
     app.add_api_route("/readyz", _readyz, include_in_schema=False)

@@ -53,8 +53,10 @@ class RequestContextMiddleware:
     `quiet_paths` (health, metrics) and successful `quiet_routes` are logged at debug level.
     """
 
-    def __init__(self, app: ASGIApp, quiet_routes: frozenset[str] = frozenset()):
+    def __init__(self, app: ASGIApp, quiet_routes: frozenset[str] = frozenset(), service: str = ""):
         self.app = app
+        # Every response names the service that answered (the gateway's routing is visible).
+        self.service_header = (b"x-service", service.encode())
         self.quiet_routes = quiet_routes | {"/healthz", "/readyz", "/metrics"}
         self.log = structlog.get_logger()
 
@@ -71,7 +73,8 @@ class RequestContextMiddleware:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-                message.setdefault("headers", []).append((b"x-request-id", request_id.encode()))
+                headers = message.setdefault("headers", [])
+                headers += [(b"x-request-id", request_id.encode()), self.service_header]
             await send(message)
 
         structlog.contextvars.clear_contextvars()

@@ -9,6 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from session_service.claims import claim_server
 from session_service.config import Settings
 from session_service.consumers import make_handlers
+from session_service.gauges import sample_queues, sample_trials
 from session_service.models import Outbox, ProcessedEvent
 from session_service.processing import requeue_lapsed
 from session_service.sessions import remove_unused_sessions
@@ -47,7 +48,13 @@ def periodic_jobs(settings: Settings) -> dict:
                 return
             log.info("unused_sessions_removed", count=removed)
 
-    return {stop_captures: 0.25, requeue: 5.0, end_stuck: 30.0, clean_sessions: 3600.0}
+    return {
+        stop_captures: 0.25,
+        requeue: 5.0,
+        sample_trials: 15.0,
+        end_stuck: 30.0,
+        clean_sessions: 3600.0,
+    }
 
 
 def main(settings: Settings | None = None) -> None:
@@ -60,7 +67,7 @@ def main(settings: Settings | None = None) -> None:
             handlers=make_handlers(settings),
             declare=declare_jobs,
             periodic=periodic_jobs(settings),
-            servers=[claim_server(settings)],
+            servers=[claim_server(settings), sample_queues],
         )
     )
 

@@ -1,0 +1,99 @@
+"""The deployment files, checked offline (no Docker engine or cluster here): the Kubernetes
+overlays render and validate against the API schemas, the compose file parses, the alert
+rules pass promtool's checks and unit tests, the dashboard's queries parse, and the gateway
+configuration passes `nginx -t`."""
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from dev.stack import Layout, Stack
+
+ROOT = Path(__file__).resolve().parents[2]
+DEPLOY = ROOT / "deploy"
+BIN = Path(sys.executable).parent
+
+
+def run(*argv: str, stdin: str | None = None, env: dict | None = None) -> str:
+    done = subprocess.run(argv, input=stdin, capture_output=True, text=True, env=env, cwd=ROOT)
+    assert done.returncode == 0, f"{' '.join(argv)} failed:\n{done.stdout}\n{done.stderr}"
+    return done.stdout
+
+
+def tool(name: str) -> str:
+    found = shutil.which(name, path=f"{BIN}:{os.environ.get('PATH', '')}")
+    assert found, f"{name} is not installed: run `make install infra` (dev/ensure-infra.sh)"
+    return found
+
+
+@pytest.mark.parametrize("overlay", ["base", "overlays/dev", "overlays/prod"])
+def test_kubernetes_manifests_render_and_validate(overlay):
+    rendered = run(tool("kubectl"), "kustomize", str(DEPLOY / "k8s" / overlay))
+
+    run(tool("kubernetes-validate"), "--strict", "--quiet", "-", stdin=rendered)
+    kinds = set(re.findall(r"^kind: (\w+)$", rendered, re.MULTILINE))
+    assert {
+        "Deployment",
+        "Service",
+        "HorizontalPodAutoscaler",
+        "PodDisruptionBudget",
+        "NetworkPolicy",
+        "Ingress",
+        "Job",
+        "ConfigMap",
+    } <= kinds
+    assert "v1beta1" not in rendered  # removed API versions validate silently
+
+
+def test_every_deployment_has_probes_limits_and_runs_unprivileged():
+    rendered = run(tool("kubectl"), "kustomize", str(DEPLOY / "k8s" / "base"))
+    for doc in rendered.split("\n---\n"):
+        if not re.search(r"^kind: Deployment$", doc, re.MULTILINE):
+            continue
+        assert "livenessProbe" in doc and "limits" in doc, doc[:200]
+        assert "allowPrivilegeEscalation: false" in doc, doc[:200]
+
+
+def test_compose_file_is_valid():
+    env = {**os.environ, "UPLOAD_SIGNING_SECRET": "x"}
+    run(tool("docker-compose"), "-f", str(ROOT / "docker-compose.yml"), "config", "-q", env=env)
+
+
+def test_alert_rules_pass_promtool_checks_and_unit_tests():
+    run(tool("promtool"), "check", "rules", str(DEPLOY / "prometheus" / "alerts.yml"))
+    run(tool("promtool"), "test", "rules", str(DEPLOY / "prometheus" / "alerts_test.yml"))
+
+
+def test_dashboard_panels_are_unique_and_their_queries_parse(tmp_path):
+    dashboard = json.loads((DEPLOY / "grafana" / "dashboards" / "opencap.json").read_text())
+    ids = [panel["id"] for panel in dashboard["panels"]]
+    exprs = [t["expr"] for panel in dashboard["panels"] for t in panel["targets"]]
+    rules = {
+        "groups": [
+            {
+                "name": "dashboard",
+                "rules": [
+                    {"record": f"panel:query:{i}", "expr": e.replace("$__rate_interval", "5m")}
+                    for i, e in enumerate(exprs)
+                ],
+            }
+        ]
+    }
+    (tmp_path / "rules.yml").write_text(json.dumps(rules))
+
+    assert len(ids) == len(set(ids)) and dashboard["uid"]
+    run(tool("promtool"), "check", "rules", str(tmp_path / "rules.yml"))
+
+
+def test_local_gateway_configuration_passes_nginx_checks():
+    stack = Stack(Layout(name="nginx-check", base_port=28000, tls_host="127.0.0.9"))
+    stack.prepare_gateway()
+    conf = stack.layout.run_dir / "nginx" / "nginx.conf"
+
+    run(tool("nginx"), "-t", "-p", str(conf.parent), "-c", str(conf))
