@@ -1,18 +1,25 @@
-"""Fixtures of the device service's tests: its migrated database, its app, seeded sessions."""
+"""Fixtures of the device service's tests: its migrated database, its app, seeded sessions.
+
+Events are delivered the way production does it: to the database through the worker's
+handlers and, when a read model is given, to an API replica's memory.
+"""
 
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import timedelta
 from uuid import UUID, uuid4
 
 import pytest
+from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from device_service import consumers
 from device_service.config import Settings
 from device_service.main import create_app
+from device_service.read_model import ReadModel
 from shared.config import S3Settings
 from shared.db import utcnow
-from shared.events import SessionCreated, TrialStarted
+from shared.events import Envelope, Event, SessionCreated, TrialStarted, TrialStopped
 from tests.conftest import api_client, migrated_engine, rolled_back
 
 PUBLIC_URL = "https://api.example.org"
@@ -41,29 +48,80 @@ def settings(s3_settings: S3Settings, postgres_url: str) -> Settings:
     )
 
 
+@asynccontextmanager
+async def savepoint(tx: AsyncSession) -> AsyncIterator[AsyncSession]:
+    async with tx.begin_nested():
+        yield tx
+
+
 @pytest.fixture
-async def client(settings: Settings, tx: AsyncSession):
-    async with api_client(create_app(settings), tx) as client:
+def app(settings: Settings, tx: AsyncSession) -> FastAPI:
+    """The app, its read model's database work done inside the test's transaction."""
+    app = create_app(settings)
+    app.state.read_model.transaction = lambda: savepoint(tx)
+    return app
+
+
+@pytest.fixture
+def read_model(app: FastAPI) -> ReadModel:
+    return app.state.read_model
+
+
+@pytest.fixture
+async def client(app: FastAPI):
+    async with api_client(app) as client:
         yield client
 
 
-async def create_session(tx: AsyncSession, framerate: int = 60) -> UUID:
+def envelope_of(event: Event, occurred_at=None) -> Envelope:
+    return Envelope.wrap(
+        event, producer="test", occurred_at=occurred_at or utcnow(), correlation_id=None
+    )
+
+
+async def deliver(tx: AsyncSession, event: Event, read_model: ReadModel | None = None) -> None:
+    """`event` as the worker handles it and, with `read_model`, as a replica hears it."""
+    await consumers.HANDLERS[type(event)](tx, event)
+    if read_model is not None:
+        read_model.apply(envelope_of(event), event)
+
+
+async def create_session(
+    tx: AsyncSession, framerate: int = 60, read_model: ReadModel | None = None
+) -> UUID:
     """A session as the device service learns it: from `session.created`."""
     session_id = uuid4()
     event = SessionCreated(session_id=session_id, user_id=1, framerate=framerate)
-    await consumers.on_session_created(tx, event)
+    await deliver(tx, event, read_model)
     return session_id
 
 
-async def start_trial(tx: AsyncSession, session_id: UUID, name: str = "walk", age: int = 0) -> UUID:
+async def start_trial(
+    tx: AsyncSession,
+    session_id: UUID,
+    name: str = "walk",
+    age: int = 0,
+    read_model: ReadModel | None = None,
+) -> UUID:
     """A trial that began recording `age` seconds ago (older trials are not the latest)."""
-    return await start_trial_with_id(tx, session_id, uuid4(), name, age)
+    return await start_trial_with_id(tx, session_id, uuid4(), name, age, read_model)
 
 
 async def start_trial_with_id(
-    tx: AsyncSession, session_id: UUID, trial_id: UUID, name: str = "walk", age: int = 0
+    tx: AsyncSession,
+    session_id: UUID,
+    trial_id: UUID,
+    name: str = "walk",
+    age: int = 0,
+    read_model: ReadModel | None = None,
 ) -> UUID:
     started = utcnow() - timedelta(seconds=age)
     event = TrialStarted(trial_id=trial_id, session_id=session_id, name=name, created_at=started)
-    await consumers.on_trial_started(tx, event)
+    await deliver(tx, event, read_model)
     return trial_id
+
+
+async def stop_trial(
+    tx: AsyncSession, session_id: UUID, trial_id: UUID, read_model: ReadModel | None = None
+) -> None:
+    await deliver(tx, TrialStopped(trial_id=trial_id, session_id=session_id), read_model)

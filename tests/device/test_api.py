@@ -6,10 +6,15 @@ from uuid import UUID, uuid4
 import pytest
 from sqlalchemy import select
 
-from device_service import consumers
-from device_service.models import KnownSession, Outbox, VideoSlot
-from shared.events import ResultsRecorded, TrialStopped, VideoUploaded
-from tests.device.conftest import PUBLIC_URL, create_session, start_trial
+from device_service.models import Outbox, VideoSlot
+from shared.events import ResultsRecorded, SessionCreated, SessionUpdated, VideoUploaded
+from tests.device.conftest import (
+    PUBLIC_URL,
+    create_session,
+    deliver,
+    start_trial,
+    stop_trial,
+)
 
 KEYS = [
     "status",
@@ -47,9 +52,9 @@ async def test_session_id_that_is_not_a_uuid_is_404(client):
 
 
 @pytest.mark.parametrize("device_id", ["not-a-uuid", "", "E621E1F8-C36C-495A"])
-async def test_device_id_that_is_not_a_uuid_is_400_on_the_field(client, tx, device_id):
-    session_id = await create_session(tx)
-    await start_trial(tx, session_id)
+async def test_device_id_that_is_not_a_uuid_is_400_on_the_field(client, tx, read_model, device_id):
+    session_id = await create_session(tx, read_model=read_model)
+    await start_trial(tx, session_id, read_model=read_model)
 
     response = await client.get(f"/sessions/{session_id}/status/?device_id={device_id}")
 
@@ -59,9 +64,11 @@ async def test_device_id_that_is_not_a_uuid_is_400_on_the_field(client, tx, devi
     assert (await tx.scalars(select(VideoSlot))).all() == []
 
 
-async def test_status_has_exactly_the_seven_keys_in_order_with_their_json_types(client, tx):
-    session_id = await create_session(tx, framerate=120)
-    trial_id = await start_trial(tx, session_id)
+async def test_status_has_exactly_the_seven_keys_in_order_with_their_json_types(
+    client, tx, read_model
+):
+    session_id = await create_session(tx, framerate=120, read_model=read_model)
+    trial_id = await start_trial(tx, session_id, read_model=read_model)
 
     body = (await poll(client, session_id, uuid4())).json()
 
@@ -75,8 +82,8 @@ async def test_status_has_exactly_the_seven_keys_in_order_with_their_json_types(
     assert (body["n_cameras_connected"], body["n_videos_uploaded"]) == (1, 0)
 
 
-async def test_session_before_any_trial_is_ready_with_no_trial_or_video(client, tx):
-    session_id = await create_session(tx)
+async def test_session_before_any_trial_is_ready_with_no_trial_or_video(client, tx, read_model):
+    session_id = await create_session(tx, read_model=read_model)
 
     response = await poll(client, session_id, uuid4())
 
@@ -93,9 +100,9 @@ async def test_session_before_any_trial_is_ready_with_no_trial_or_video(client, 
     assert await outbox(tx, "device.joined") == []
 
 
-async def test_phone_polling_during_recording_gets_its_slot_and_joins(client, tx):
-    session_id = await create_session(tx)
-    trial_id = await start_trial(tx, session_id)
+async def test_phone_polling_during_recording_gets_its_slot_and_joins(client, tx, read_model):
+    session_id = await create_session(tx, read_model=read_model)
+    trial_id = await start_trial(tx, session_id, read_model=read_model)
     device_id = uuid4()
 
     body = (await poll(client, session_id, device_id)).json()
@@ -113,9 +120,9 @@ async def test_phone_polling_during_recording_gets_its_slot_and_joins(client, tx
     }
 
 
-async def test_repeated_polls_of_one_phone_keep_one_slot_and_one_event(client, tx):
-    session_id = await create_session(tx)
-    await start_trial(tx, session_id)
+async def test_repeated_polls_of_one_phone_keep_one_slot_and_one_event(client, tx, read_model):
+    session_id = await create_session(tx, read_model=read_model)
+    await start_trial(tx, session_id, read_model=read_model)
     device_id = uuid4()
 
     videos = {(await poll(client, session_id, device_id)).json()["video"] for _ in range(3)}
@@ -125,9 +132,9 @@ async def test_repeated_polls_of_one_phone_keep_one_slot_and_one_event(client, t
     assert len(await outbox(tx, "device.joined")) == 1
 
 
-async def test_two_phones_are_two_cameras(client, tx):
-    session_id = await create_session(tx)
-    await start_trial(tx, session_id)
+async def test_two_phones_are_two_cameras(client, tx, read_model):
+    session_id = await create_session(tx, read_model=read_model)
+    await start_trial(tx, session_id, read_model=read_model)
     first, second = uuid4(), uuid4()
 
     one = (await poll(client, session_id, first)).json()
@@ -139,9 +146,9 @@ async def test_two_phones_are_two_cameras(client, tx):
     assert len(await outbox(tx, "device.joined")) == 2
 
 
-async def test_uppercase_ios_device_id_registers_the_same_phone(client, tx):
-    session_id = await create_session(tx)
-    await start_trial(tx, session_id)
+async def test_uppercase_ios_device_id_registers_the_same_phone(client, tx, read_model):
+    session_id = await create_session(tx, read_model=read_model)
+    await start_trial(tx, session_id, read_model=read_model)
     device_id = uuid4()
 
     upper = await poll(client, session_id, str(device_id).upper())
@@ -153,9 +160,11 @@ async def test_uppercase_ios_device_id_registers_the_same_phone(client, tx):
     assert joined["data"]["device_id"] == str(device_id)
 
 
-async def test_caller_without_device_id_during_recording_sees_ready_and_joins_nothing(client, tx):
-    session_id = await create_session(tx)
-    await start_trial(tx, session_id)
+async def test_caller_without_device_id_during_recording_sees_ready_and_joins_nothing(
+    client, tx, read_model
+):
+    session_id = await create_session(tx, read_model=read_model)
+    await start_trial(tx, session_id, read_model=read_model)
 
     body = (await poll(client, session_id)).json()
 
@@ -163,12 +172,12 @@ async def test_caller_without_device_id_during_recording_sees_ready_and_joins_no
     assert await outbox(tx, "device.joined") == []
 
 
-async def test_phone_arriving_after_the_stop_gets_no_slot(client, tx):
-    session_id = await create_session(tx)
-    trial_id = await start_trial(tx, session_id)
+async def test_phone_arriving_after_the_stop_gets_no_slot(client, tx, read_model):
+    session_id = await create_session(tx, read_model=read_model)
+    trial_id = await start_trial(tx, session_id, read_model=read_model)
     recording = uuid4()
     await poll(client, session_id, recording)
-    await consumers.on_trial_stopped(tx, TrialStopped(trial_id=trial_id, session_id=session_id))
+    await stop_trial(tx, session_id, trial_id, read_model)
 
     late = (await poll(client, session_id, uuid4())).json()
     early = (await poll(client, session_id, recording)).json()
@@ -178,12 +187,12 @@ async def test_phone_arriving_after_the_stop_gets_no_slot(client, tx):
     assert len(await outbox(tx, "device.joined")) == 1
 
 
-async def test_status_follows_uploads_then_results(client, tx):
-    session_id = await create_session(tx)
-    trial_id = await start_trial(tx, session_id)
+async def test_status_follows_uploads_then_results(client, tx, read_model):
+    session_id = await create_session(tx, read_model=read_model)
+    trial_id = await start_trial(tx, session_id, read_model=read_model)
     device_id = uuid4()
     video_id = UUID((await poll(client, session_id, device_id)).json()["video"].split("/")[2])
-    await consumers.on_trial_stopped(tx, TrialStopped(trial_id=trial_id, session_id=session_id))
+    await stop_trial(tx, session_id, trial_id, read_model)
     uploading = (await poll(client, session_id, device_id)).json()
     uploaded = VideoUploaded(
         video_id=video_id,
@@ -193,9 +202,9 @@ async def test_status_follows_uploads_then_results(client, tx):
         key="k.mov",
         size=10,
     )
-    await consumers.on_video_uploaded(tx, uploaded)
+    await deliver(tx, uploaded, read_model)
     processing = (await poll(client, session_id, device_id)).json()
-    await consumers.on_results_recorded(tx, ResultsRecorded(trial_id=trial_id, results=[]))
+    await deliver(tx, ResultsRecorded(trial_id=trial_id, results=[]), read_model)
     ready = (await poll(client, session_id, device_id)).json()
 
     assert (uploading["status"], uploading["n_videos_uploaded"]) == ("uploading", 0)
@@ -203,30 +212,57 @@ async def test_status_follows_uploads_then_results(client, tx):
     assert ready["status"] == "ready"
 
 
-async def test_calibration_trial_records_at_30_fps(client, tx):
-    session_id = await create_session(tx, framerate=240)
-    await start_trial(tx, session_id, name="calibration")
+async def test_calibration_trial_records_at_30_fps(client, tx, read_model):
+    session_id = await create_session(tx, framerate=240, read_model=read_model)
+    await start_trial(tx, session_id, name="calibration", read_model=read_model)
 
     body = (await poll(client, session_id, uuid4())).json()
 
     assert body["framerate"] == 30
 
 
-async def test_latest_trial_is_the_one_shown(client, tx):
-    session_id = await create_session(tx)
-    await start_trial(tx, session_id, name="calibration", age=60)
-    latest = await start_trial(tx, session_id, name="walk")
+async def test_latest_trial_is_the_one_shown(client, tx, read_model):
+    session_id = await create_session(tx, read_model=read_model)
+    await start_trial(tx, session_id, name="calibration", age=60, read_model=read_model)
+    latest = await start_trial(tx, session_id, name="walk", read_model=read_model)
 
     body = (await poll(client, session_id)).json()
 
     assert body["trial"] == f"/trials/{latest}/"
 
 
-async def test_new_session_url_is_absolute_once_the_session_is_chained(client, tx):
-    session_id = await create_session(tx)
+async def test_new_session_url_is_absolute_once_the_session_is_chained(client, tx, read_model):
+    session_id = await create_session(tx, read_model=read_model)
     successor = uuid4()
-    (await tx.get(KnownSession, session_id)).new_session_id = successor
+    await deliver(tx, SessionUpdated(session_id=session_id, new_session_id=successor), read_model)
 
     body = (await poll(client, session_id, uuid4())).json()
 
     assert body["newSessionURL"] == f"{PUBLIC_URL}/sessions/{successor}/status/"
+
+
+async def test_a_session_heard_of_after_a_miss_is_answered_at_once(client, tx, read_model):
+    session_id = uuid4()
+    missed = await poll(client, session_id, uuid4())
+    await deliver(tx, SessionCreated(session_id=session_id, user_id=1), read_model)
+
+    found = await poll(client, session_id, uuid4())
+
+    assert (missed.status_code, found.status_code) == (404, 200)
+
+
+async def test_a_registration_without_the_database_is_a_503_never_recording_without_video(
+    client, tx, read_model
+):
+    session_id = await create_session(tx, read_model=read_model)
+    await start_trial(tx, session_id, read_model=read_model)
+
+    def no_database():
+        raise ConnectionError("database away")
+
+    read_model.transaction = no_database
+    response = await poll(client, session_id, uuid4())
+    web = await poll(client, session_id)
+
+    assert response.status_code == 503 and "detail" in response.json()
+    assert web.status_code == 200 and web.json()["status"] == "ready"

@@ -1,5 +1,7 @@
 """Event handlers of the device service: each event applied once, never backwards."""
 
+import contextlib
+from datetime import timedelta
 from uuid import uuid4
 
 from sqlalchemy import select
@@ -11,13 +13,25 @@ from shared.db import utcnow
 from shared.events import (
     ResultsRecorded,
     SessionCreated,
+    SessionUpdated,
     TrialFinished,
     TrialQueued,
     TrialStarted,
     TrialStopped,
     VideoUploaded,
 )
-from tests.device.conftest import create_session, start_trial
+from shared.messaging import _HANDLING
+from tests.device.conftest import create_session, envelope_of, start_trial
+
+
+@contextlib.contextmanager
+def handling(event, occurred_at):
+    """As inside the worker's consumer: the event's envelope (and its time) at hand."""
+    token = _HANDLING.set(envelope_of(event, occurred_at))
+    try:
+        yield
+    finally:
+        _HANDLING.reset(token)
 
 
 async def cameras_final(tx) -> list[dict]:
@@ -224,3 +238,60 @@ async def test_finish_delivered_before_start_keeps_the_trial_finished(tx):
         "calibration",
         started.created_at,
     )
+
+
+async def test_session_updated_sets_framerate_and_successor(tx):
+    session_id = await create_session(tx)
+    successor = uuid4()
+
+    await consumers.on_session_updated(
+        tx, SessionUpdated(session_id=session_id, framerate=240, new_session_id=successor)
+    )
+
+    session = await tx.get(KnownSession, session_id, populate_existing=True)
+    assert (session.framerate, session.new_session_id) == (240, successor)
+
+
+async def test_an_older_session_update_handled_late_changes_nothing(tx):
+    session_id = await create_session(tx)
+    newer = SessionUpdated(session_id=session_id, framerate=120, new_session_id=uuid4())
+    older = SessionUpdated(session_id=session_id, framerate=60)
+
+    with handling(newer, utcnow()):
+        await consumers.on_session_updated(tx, newer)
+    with handling(older, utcnow() - timedelta(seconds=5)):
+        await consumers.on_session_updated(tx, older)
+
+    session = await tx.get(KnownSession, session_id, populate_existing=True)
+    assert (session.framerate, session.new_session_id) == (120, newer.new_session_id)
+
+
+async def test_session_updated_before_created_keeps_the_update(tx):
+    session_id = uuid4()
+    update = SessionUpdated(session_id=session_id, framerate=120)
+    created = SessionCreated(session_id=session_id, user_id=1, framerate=60)
+
+    with handling(update, utcnow()):
+        await consumers.on_session_updated(tx, update)
+    with handling(created, utcnow() - timedelta(seconds=5)):
+        await consumers.on_session_created(tx, created)
+
+    assert (await tx.get(KnownSession, session_id, populate_existing=True)).framerate == 120
+
+
+async def test_video_uploaded_remembers_the_phone_model(tx):
+    session_id, trial_id, [slot] = await trial_with_phones(tx, phones=1)
+    event = VideoUploaded(
+        video_id=slot.id,
+        trial_id=trial_id,
+        session_id=session_id,
+        device_id=slot.device_id,
+        key="a.mov",
+        size=3,
+        parameters={"model": "iPhone14,2", "fov": "68.2"},
+    )
+
+    await consumers.on_video_uploaded(tx, event)
+
+    stored = await tx.get(VideoSlot, slot.id, populate_existing=True)
+    assert (stored.uploaded, stored.model) == (True, "iPhone14,2")

@@ -6,7 +6,6 @@ from uuid import uuid4
 import pytest
 
 from device_service.models import (
-    KnownSession,
     KnownTrial,
     VideoSlot,
     phone_status,
@@ -38,10 +37,6 @@ def slot(uploaded: bool = False) -> VideoSlot:
         uploaded=uploaded,
         created_at=NOW,
     )
-
-
-def session(framerate: int = 60) -> KnownSession:
-    return KnownSession(id=uuid4(), framerate=framerate, new_session_id=None, created_at=NOW)
 
 
 def test_session_without_a_trial_is_ready():
@@ -87,12 +82,12 @@ def test_trial_without_any_camera_is_ready_never_processing(status):
 
 @pytest.mark.parametrize("name", ["calibration", "neutral"])
 def test_calibration_and_neutral_record_at_30_fps(name):
-    assert status_framerate(session(framerate=240), trial(name=name)) == 30
+    assert status_framerate(240, trial(name=name)) == 30
 
 
 def test_other_trials_record_at_the_session_framerate():
-    assert status_framerate(session(framerate=120), trial(name="walk")) == 120
-    assert status_framerate(session(framerate=240), None) == 240
+    assert status_framerate(120, trial(name="walk")) == 120
+    assert status_framerate(240, None) == 240
 
 
 def test_trial_advances_forward():

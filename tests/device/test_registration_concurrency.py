@@ -1,6 +1,8 @@
 """Known-failures case 1 under real concurrency: overlapping polls of one phone, and polls
 racing the stop. Unlike the other tests these commit (each request in its own
-transaction, as in production) and delete their rows at the end."""
+transaction, as in production) and delete their rows at the end. The replica's read
+model hears no events here: it learns the session from the database on the first poll,
+and a stop only from the database refusing a registration."""
 
 import asyncio
 from collections.abc import AsyncIterator
@@ -29,7 +31,7 @@ async def app(settings: Settings, engine: AsyncEngine) -> AsyncIterator:
     """The app with its own engine on the test database (ASGITransport skips the lifespan)."""
     app = create_app(settings)
     app.state.engine = create_engine(settings.database_url, pool_size=OVERLAPPING_POLLS + 5)
-    app.state.db = create_sessionmaker(app.state.engine)
+    app.state.db = app.state.read_model.db = create_sessionmaker(app.state.engine)
     app.state.session_ids = []
     yield app
     async with app.state.db() as tx, tx.begin():

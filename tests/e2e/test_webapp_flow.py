@@ -171,7 +171,7 @@ async def test_the_web_app_runs_a_whole_session(stack, tmp_path):
 
         assert walk["status"] == "done", walk["meta"]
         assert len(walk["videos"]) == 2 and all("?" in v["video"] for v in walk["videos"])
-        assert {r["tag"] for r in walk["results"]} == {"video_facts", "thumbnail"}
+        assert {r["tag"] for r in walk["results"]} == {"video_facts", "thumbnail", "sync_offsets"}
         assert all(p.uploads == 3 and not p.errors for p in phones), timeline.render()
 
         listed = await web.call(

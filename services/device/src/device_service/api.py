@@ -1,31 +1,53 @@
-"""HTTP edge of the device service: the phones' status poll."""
+"""HTTP edge of the device service: the status poll (browsers' route; phones are served by
+`poll.PollFastPath` before FastAPI), the live devices list and the session stream."""
 
+import time
 from uuid import UUID
 
 from fastapi import APIRouter, Request
+from fastapi.responses import Response, StreamingResponse
 
-from device_service import service
-from shared.db import Tx
-from shared.errors import Invalid, NotFound
+from device_service.live import devices_of, session_stream
+from device_service.poll import StatusPoll
+from device_service.views import SessionView
+from shared.errors import NotFound
 
 router = APIRouter()
 
 
-def parse_device_id(value: str | None) -> UUID | None:
-    if value is None:
-        return None
-    try:
-        return UUID(value)
-    except ValueError:
-        raise Invalid("Must be a valid UUID.", field="device_id") from None
-
-
-@router.get("/sessions/{session_id}/status/")
-async def status(session_id: str, request: Request, tx: Tx) -> dict:
+async def known_session(request: Request, session_id: str) -> SessionView:
     try:
         sid = UUID(session_id)
     except ValueError:
         raise NotFound() from None
-    device_id = parse_device_id(request.query_params.get("device_id"))
-    public_base = request.app.state.settings.public_base
-    return await service.session_status(tx, sid, device_id, public_base)
+    view = await request.app.state.read_model.session_for_poll(sid)
+    if view is None:
+        raise NotFound()
+    return view
+
+
+@router.get("/sessions/{session_id}/status/")
+async def status(session_id: str, request: Request) -> Response:
+    """The device-visible status (reference §5.2); `?wait=&version=` is the long-poll form."""
+    poll: StatusPoll = request.app.state.poll
+    answer = await poll.answer(session_id, request.url.query)
+    headers = {"ETag": f'"{answer.etag}"'} if answer.etag else None
+    return Response(answer.body, answer.status, headers, media_type="application/json")
+
+
+@router.get("/sessions/{session_id}/devices/")
+async def devices(session_id: str, request: Request) -> dict:
+    """The phones polling this session (last poll, model) and their slots in its latest trial."""
+    view = await known_session(request, session_id)
+    return devices_of(view, time.time(), request.app.state.settings.connected_seconds)
+
+
+@router.get("/sessions/{session_id}/status/stream/")
+async def stream(session_id: str, request: Request) -> StreamingResponse:
+    """Server-sent events: `status` and `devices`, each sent when it changes."""
+    view = await known_session(request, session_id)
+    events = session_stream(
+        request.app.state.poll, view, request.app.state.settings.connected_seconds
+    )
+    headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+    return StreamingResponse(events, media_type="text/event-stream", headers=headers)

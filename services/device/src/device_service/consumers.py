@@ -1,12 +1,13 @@
 """Event handlers of the device service: keep its copy of sessions and trials current."""
 
+from datetime import datetime
 from uuid import UUID
 
-from sqlalchemy import update
+from sqlalchemy import func, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from device_service.models import KnownSession, KnownTrial, Outbox, VideoSlot
+from device_service.models import KnownSession, KnownTrial, Outbox, VideoSlot, phone_model
 from device_service.service import PRODUCER, trial_slots
 from shared.db import utcnow
 from shared.events import (
@@ -14,20 +15,47 @@ from shared.events import (
     CamerasFinal,
     ResultsRecorded,
     SessionCreated,
+    SessionUpdated,
     TrialFinished,
     TrialQueued,
     TrialStarted,
     TrialStopped,
     VideoUploaded,
 )
+from shared.messaging import handling_envelope
 from shared.outbox import record
+
+
+def event_time() -> datetime:
+    """When the event being handled happened (its envelope's time; now outside a consumer)."""
+    envelope = handling_envelope()
+    return envelope.occurred_at if envelope is not None else utcnow()
 
 
 async def on_session_created(tx: AsyncSession, event: SessionCreated) -> None:
     stmt = insert(KnownSession).values(
-        id=event.session_id, framerate=event.framerate, new_session_id=None, created_at=utcnow()
+        id=event.session_id,
+        framerate=event.framerate,
+        new_session_id=None,
+        created_at=utcnow(),
+        fields_at=event_time(),
     )
     await tx.execute(stmt.on_conflict_do_nothing())
+
+
+async def on_session_updated(tx: AsyncSession, event: SessionUpdated) -> None:
+    """Frame rate and successor session follow the session service; the latest event wins."""
+    fields = {
+        "framerate": event.framerate,
+        "new_session_id": event.new_session_id,
+        "fields_at": event_time(),
+    }
+    stmt = insert(KnownSession).values(id=event.session_id, created_at=utcnow(), **fields)
+    newer = KnownSession.fields_at.is_(None) | (KnownSession.fields_at <= stmt.excluded.fields_at)
+    stmt = stmt.on_conflict_do_update(
+        index_elements=[KnownSession.id], set_={**fields, "updated_at": func.now()}, where=newer
+    )
+    await tx.execute(stmt)
 
 
 async def on_trial_started(tx: AsyncSession, event: TrialStarted) -> None:
@@ -43,7 +71,7 @@ async def on_trial_started(tx: AsyncSession, event: TrialStarted) -> None:
     )
     # A later event may have arrived first (retries, several workers): it made the row and
     # its status stands; this one only supplies the name and start time.
-    filled = {"name": event.name, "started_at": event.created_at}
+    filled = {"name": event.name, "started_at": event.created_at, "updated_at": now}
     await tx.execute(stmt.on_conflict_do_update(index_elements=[KnownTrial.id], set_=filled))
 
 
@@ -89,16 +117,24 @@ async def on_trial_finished(tx: AsyncSession, event: TrialFinished) -> None:
 
 
 async def on_video_uploaded(tx: AsyncSession, event: VideoUploaded) -> None:
-    await tx.execute(update(VideoSlot).where(VideoSlot.id == event.video_id).values(uploaded=True))
+    changes = {"uploaded": True, "updated_at": func.now()}
+    if (model := phone_model(event.parameters)) is not None:
+        changes["model"] = model
+    await tx.execute(update(VideoSlot).where(VideoSlot.id == event.video_id).values(**changes))
 
 
 async def on_results_recorded(tx: AsyncSession, event: ResultsRecorded) -> None:
-    stmt = update(KnownTrial).where(KnownTrial.id == event.trial_id).values(has_results=True)
+    stmt = (
+        update(KnownTrial)
+        .where(KnownTrial.id == event.trial_id)
+        .values(has_results=True, updated_at=utcnow())
+    )
     await tx.execute(stmt)
 
 
 HANDLERS = {
     SessionCreated: on_session_created,
+    SessionUpdated: on_session_updated,
     TrialStarted: on_trial_started,
     TrialStopped: on_trial_stopped,
     TrialQueued: on_trial_queued,

@@ -2,12 +2,16 @@
 
 Sessions and trials are copies kept from the session service's events; video slots are
 this service's own (one per trial and phone, created when a phone polls during recording).
+Every row has an `updated_at` (when it last changed here) so the API replicas' in-memory
+read models can re-read what changed lately (`read_model_sync`).
 """
 
+from collections.abc import Collection
 from datetime import datetime
+from typing import Protocol
 from uuid import UUID
 
-from sqlalchemy import Boolean, DateTime, Integer, MetaData, String, UniqueConstraint
+from sqlalchemy import Boolean, DateTime, Integer, MetaData, String, UniqueConstraint, func
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from shared.db import NAMING_CONVENTION
@@ -17,6 +21,7 @@ from shared.outbox import OutboxMixin
 # Trial statuses only move forward; a late or repeated event never moves one back.
 STATUS_RANK = {"recording": 0, "stopped": 1, "processing": 2, "done": 3, "error": 3}
 SHORT_TRIALS = ("calibration", "neutral")
+MODEL_LENGTH = 64
 
 
 class Base(DeclarativeBase):
@@ -31,6 +36,10 @@ class KnownSession(Base):
     framerate: Mapped[int] = mapped_column(Integer, default=60)
     new_session_id: Mapped[UUID | None]
     created_at: Mapped[datetime]
+    # When the session service set `framerate`/`new_session_id` (the event's time): the
+    # latest event wins whatever order events are delivered in.
+    fields_at: Mapped[datetime | None]
+    updated_at: Mapped[datetime] = mapped_column(server_default=func.now(), index=True)
 
 
 class KnownTrial(Base):
@@ -42,7 +51,7 @@ class KnownTrial(Base):
     status: Mapped[str] = mapped_column(String(16))
     has_results: Mapped[bool] = mapped_column(Boolean, default=False)
     started_at: Mapped[datetime]
-    updated_at: Mapped[datetime]
+    updated_at: Mapped[datetime] = mapped_column(index=True)
 
     def advance(self, status: str, now: datetime) -> bool:
         """Move to `status` unless the trial is already there or further on."""
@@ -62,6 +71,8 @@ class VideoSlot(Base):
     device_id: Mapped[UUID]
     uploaded: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime]
+    updated_at: Mapped[datetime] = mapped_column(server_default=func.now(), index=True)
+    model: Mapped[str | None] = mapped_column(String(MODEL_LENGTH))  # the phone's, from its upload
 
 
 class Outbox(OutboxMixin, Base):
@@ -72,7 +83,19 @@ class ProcessedEvent(ProcessedEventMixin, Base):
     __tablename__ = "processed_events"
 
 
-def phone_status(trial: KnownTrial | None, slots: list[VideoSlot], polling_phone: bool) -> str:
+class TrialState(Protocol):
+    name: str
+    status: str
+    has_results: bool
+
+
+class SlotState(Protocol):
+    uploaded: bool
+
+
+def phone_status(
+    trial: TrialState | None, slots: Collection[SlotState], polling_phone: bool
+) -> str:
     """The status a poll shows, derived as the original does (reference §5.2).
 
     A trial with no camera at all never shows `processing`: it is about to fail.
@@ -88,7 +111,14 @@ def phone_status(trial: KnownTrial | None, slots: list[VideoSlot], polling_phone
     return "ready"
 
 
-def status_framerate(session: KnownSession, trial: KnownTrial | None) -> int:
+def status_framerate(framerate: int, trial: TrialState | None) -> int:
+    """The session's frame rate, except 30 fps for calibration and neutral trials."""
     if trial is not None and trial.name in SHORT_TRIALS:
         return 30
-    return session.framerate
+    return framerate
+
+
+def phone_model(parameters: dict) -> str | None:
+    """The phone's hardware id from an upload's `parameters` (e.g. "iPhone14,2")."""
+    model = parameters.get("model")
+    return model[:MODEL_LENGTH] if isinstance(model, str) and model else None

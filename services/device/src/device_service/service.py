@@ -1,35 +1,30 @@
-"""Use cases of the device service: answer a phone's poll, registering it while recording."""
+"""Use cases of the device service that need the database: a phone's registration while a
+trial is recording, and the final camera set of a trial."""
 
+from datetime import datetime
+from typing import Protocol
 from uuid import UUID, uuid4
 
 from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from device_service.models import (
-    KnownSession,
-    KnownTrial,
-    Outbox,
-    VideoSlot,
-    phone_status,
-    status_framerate,
-)
+from device_service.models import KnownTrial, Outbox, VideoSlot
 from shared.db import utcnow
-from shared.errors import NotFound
 from shared.events import DeviceJoined
 from shared.outbox import record
 
 PRODUCER = "device"
 
 
-async def latest_trial(tx: AsyncSession, session_id: UUID) -> KnownTrial | None:
-    stmt = (
-        select(KnownTrial)
-        .where(KnownTrial.session_id == session_id)
-        .order_by(KnownTrial.started_at.desc())
-        .limit(1)
-    )
-    return (await tx.scalars(stmt)).first()
+class TrialRef(Protocol):
+    id: UUID
+    session_id: UUID
+
+
+class StartedTrial(TrialRef, Protocol):
+    name: str
+    started_at: datetime
 
 
 async def trial_slots(tx: AsyncSession, trial_id: UUID) -> list[VideoSlot]:
@@ -37,7 +32,24 @@ async def trial_slots(tx: AsyncSession, trial_id: UUID) -> list[VideoSlot]:
     return list((await tx.scalars(stmt)).all())
 
 
-async def register(tx: AsyncSession, trial: KnownTrial, device_id: UUID) -> VideoSlot | None:
+async def ensure_trial(tx: AsyncSession, trial: StartedTrial) -> None:
+    """The row of a trial known to have started, if the worker has not written it yet (an
+    API replica may hear `trial.started` a moment before the worker): the same row the
+    worker writes, so whichever comes second changes nothing."""
+    now = utcnow()
+    stmt = insert(KnownTrial).values(
+        id=trial.id,
+        session_id=trial.session_id,
+        name=trial.name,
+        status="recording",
+        has_results=False,
+        started_at=trial.started_at,
+        updated_at=now,
+    )
+    await tx.execute(stmt.on_conflict_do_nothing(index_elements=[KnownTrial.id]))
+
+
+async def register(tx: AsyncSession, trial: TrialRef, device_id: UUID) -> VideoSlot | None:
     """The phone's slot in a recording trial: exactly one per (trial, phone), even when one
     phone's polls overlap. The trial row is share-locked so a concurrent stop either sees
     this slot or this poll sees the stop. None if the trial is no longer recording."""
@@ -67,28 +79,3 @@ async def register(tx: AsyncSession, trial: KnownTrial, device_id: UUID) -> Vide
         record(tx, Outbox, event, producer=PRODUCER)
     stmt = select(VideoSlot).where(VideoSlot.trial_id == trial.id, VideoSlot.device_id == device_id)
     return (await tx.scalars(stmt)).one()
-
-
-async def session_status(
-    tx: AsyncSession, session_id: UUID, device_id: UUID | None, public_base: str
-) -> dict:
-    session = await tx.get(KnownSession, session_id)
-    if session is None:
-        raise NotFound()
-    trial = await latest_trial(tx, session_id)
-    slots = await trial_slots(tx, trial.id) if trial else []
-    mine = next((s for s in slots if s.device_id == device_id), None)
-    if trial is not None and trial.status == "recording" and device_id and mine is None:
-        mine = await register(tx, trial, device_id)
-        slots = await trial_slots(tx, trial.id)
-    recording_phone = device_id is not None and trial is not None and trial.status == "recording"
-    new_session = session.new_session_id
-    return {
-        "status": phone_status(trial, slots, device_id is not None),
-        "trial": f"/trials/{trial.id}/" if trial else None,
-        "video": f"/videos/{mine.id}/" if recording_phone and mine else None,
-        "framerate": status_framerate(session, trial),
-        "newSessionURL": f"{public_base}/sessions/{new_session}/status/" if new_session else None,
-        "n_cameras_connected": len(slots),
-        "n_videos_uploaded": sum(1 for s in slots if s.uploaded),
-    }

@@ -1,0 +1,88 @@
+"""What the web app can watch instead of polling blindly: the phones connected to a
+session (last poll, model, video slot) and a server-sent-events stream of the session's
+device-visible state."""
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from uuid import UUID
+
+from device_service.poll import StatusPoll, etag_of
+from device_service.views import SessionView, until_set
+
+HEARTBEAT_SECONDS = 15.0
+TICK_SECONDS = 1.0  # presence (last poll) changes without waking anyone: look this often
+
+
+def iso(at: float | None) -> str | None:
+    if at is None:
+        return None
+    return datetime.fromtimestamp(at, UTC).isoformat().replace("+00:00", "Z")
+
+
+def phone_models(view: SessionView) -> dict[UUID, str]:
+    """Each phone's model, from its latest upload in this session."""
+    models: dict[UUID, str] = {}
+    for trial in sorted(view.trials.values(), key=lambda t: t.started_at):
+        models.update((s.device_id, s.model) for s in trial.slots.values() if s.model)
+    return models
+
+
+def devices_of(view: SessionView, now: float, connected_seconds: float) -> dict:
+    """The phones polling this session or holding a slot in its latest trial."""
+    trial = view.latest
+    slots = trial.slots if trial is not None else {}
+    models = phone_models(view)
+    devices = []
+    for device_id in sorted(set(view.seen) | set(slots), key=str):
+        seen, slot = view.seen.get(device_id), slots.get(device_id)
+        devices.append(
+            {
+                "device_id": str(device_id),
+                "last_seen": iso(seen),
+                "connected": seen is not None and now - seen <= connected_seconds,
+                "model": models.get(device_id),
+                "video": slot.path if slot is not None else None,
+                "uploaded": slot is not None and slot.uploaded,
+            }
+        )
+    return {
+        "trial": trial.path if trial is not None else None,
+        "n_connected": sum(1 for d in devices if d["connected"]),
+        "devices": devices,
+    }
+
+
+def compact(body: dict) -> bytes:
+    return json.dumps(body, separators=(",", ":")).encode()
+
+
+def sse(event: str, body: bytes, event_id: str | None = None) -> bytes:
+    head = f"event: {event}\n" + (f"id: {event_id}\n" if event_id else "")
+    return head.encode() + b"data: " + body + b"\n\n"
+
+
+async def session_stream(
+    poll: StatusPoll, view: SessionView, connected_seconds: float
+) -> AsyncIterator[bytes]:
+    """`status` (the web app's status answer) and `devices` events, each when it changes."""
+    loop = asyncio.get_running_loop()
+    yield b"retry: 1000\n\n"
+    sent: dict[str, bytes] = {}
+    quiet_since = loop.time()
+    while True:
+        changed, out = view.changed, []
+        current = {
+            "status": poll.render(view, None),
+            "devices": compact(devices_of(view, time.time(), connected_seconds)),
+        }
+        for name, body in current.items():
+            if sent.get(name) != body:
+                out.append(sse(name, body, etag_of(body) if name == "status" else None))
+                sent[name] = body
+        if out or loop.time() - quiet_since >= HEARTBEAT_SECONDS:
+            yield b"".join(out) or b": keep-alive\n\n"
+            quiet_since = loop.time()
+        await until_set(changed, TICK_SECONDS)

@@ -1,0 +1,254 @@
+"""The API replica's in-memory read model: every session's device-visible state.
+
+It is kept current by events (each replica has its own queue, see `feed.py`), filled from
+the database at startup and re-read from it every few seconds for what changed lately
+(`snapshot.py`). A poll is answered from here; only a phone's registration (one slot per
+trial and phone) and the first poll of a session this replica does not hold go to the
+database. Every change is a merge that never goes backwards (`views.py`), so the order
+in which events, loads and re-reads arrive does not matter.
+"""
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Callable, Iterable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from datetime import datetime
+from uuid import UUID
+
+import structlog
+from prometheus_client import Gauge, Histogram
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from device_service import service
+from device_service.models import STATUS_RANK, phone_model
+from device_service.snapshot import load_session
+from device_service.views import SessionView, SlotView, TrialView
+from shared.db import utcnow
+from shared.events import (
+    DeviceJoined,
+    Envelope,
+    Event,
+    ResultsRecorded,
+    SessionCreated,
+    SessionUpdated,
+    TrialFinished,
+    TrialQueued,
+    TrialStarted,
+    TrialStopped,
+    VideoUploaded,
+)
+
+log = structlog.get_logger()
+
+EVENT_LAG = Histogram(
+    "device_read_model_event_lag_seconds",
+    "From an event's occurrence to its arrival in this replica's read model",
+    ["type"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.25, 0.5, 1, 5, 30),
+)
+SESSIONS_HELD = Gauge("device_read_model_sessions", "Sessions held in this replica's memory")
+
+MISSING_SECONDS = 1.0  # an unknown session id is looked up again after this long
+MISSING_KEPT = 10_000
+SEEN_KEPT = 256  # phones remembered per session
+
+
+class ReadModel:
+    def __init__(self) -> None:
+        self.sessions: dict[UUID, SessionView] = {}
+        self.trial_sessions: dict[UUID, UUID] = {}
+        self.db: async_sessionmaker[AsyncSession] | None = None
+        self.by_text: dict[str, SessionView] = {}  # sessions by their id as polled
+        self.seen_dirty: set[SessionView] = set()  # polled here since presence was last told
+        self.missing: dict[UUID, float] = {}  # unknown session id -> until when it is
+        self._registering: dict[tuple[UUID, UUID], asyncio.Future] = {}
+        SESSIONS_HELD.set_function(lambda: len(self.sessions))
+
+    # ── database access ──
+
+    def transaction(self) -> AbstractAsyncContextManager[AsyncSession]:
+        """One database transaction (tests replace this with their rolled-back one)."""
+        return _transaction(self.db)
+
+    # ── merging what is learned ──
+
+    def view(self, session_id: UUID) -> SessionView:
+        view = self.sessions.get(session_id)
+        if view is None:
+            view = self.sessions[session_id] = SessionView(id=session_id)
+        return view
+
+    def merge(self, views: Iterable[SessionView]) -> None:
+        """Merge views read from the database (at startup, or re-read)."""
+        for other in views:
+            view = self.view(other.id)
+            view.merge(other)
+            self.trial_sessions.update((trial_id, view.id) for trial_id in view.trials)
+            view.touch()
+
+    def apply(self, envelope: Envelope, event: Event) -> None:
+        """Apply one event (any number of times, in any order)."""
+        applier = APPLIERS.get(type(event))
+        if applier is None:
+            return
+        view = applier(self, event, envelope.occurred_at)
+        lag = (utcnow() - envelope.occurred_at).total_seconds()
+        EVENT_LAG.labels(envelope.type).observe(max(0.0, lag))
+        if view is not None:
+            view.touch()
+
+    def trial(self, view: SessionView, trial: TrialView) -> TrialView:
+        self.trial_sessions[trial.id] = view.id
+        return view.trial(trial)
+
+    def saw(self, view: SessionView, device_id: UUID) -> None:
+        """A phone polled this session (presence: told to the other replicas too)."""
+        view.seen[device_id] = time.time()
+        self.seen_dirty.add(view)
+        if len(view.seen) > SEEN_KEPT:  # made-up device ids: keep the most recent half
+            recent = sorted(view.seen.items(), key=lambda item: item[1])[SEEN_KEPT // 2 :]
+            view.seen = dict(recent)
+
+    def remember_text(self, text: str, view: SessionView) -> None:
+        """`text` (a session id as polled) names `view` from now on."""
+        if len(self.by_text) > 2 * len(self.sessions) + 1000:
+            self.by_text.clear()  # made-up spellings of session ids
+        self.by_text[text] = view
+
+    def seen_since(self, since: float) -> list[tuple[UUID, UUID, float]]:
+        """The phones that polled here since `since` (and forget which sessions they were)."""
+        dirty, self.seen_dirty = self.seen_dirty, set()
+        return [(v.id, d, at) for v in dirty for d, at in v.seen.items() if at > since]
+
+    def merge_seen(self, seen: Iterable[tuple[UUID, UUID, float]]) -> None:
+        for session_id, device_id, at in seen:
+            view = self.sessions.get(session_id)
+            if view is not None and at > view.seen.get(device_id, 0.0):
+                view.seen[device_id] = at
+
+    # ── answering polls ──
+
+    async def session_for_poll(self, session_id: UUID) -> SessionView | None:
+        """The session from memory; from the database the first time if memory lacks it."""
+        view = self.sessions.get(session_id)
+        if view is not None and view.known and view.complete:
+            return view
+        if time.monotonic() < self.missing.get(session_id, 0.0):
+            return None  # asked a moment ago: no database trip per poll for unknown ids
+        async with self.transaction() as tx:
+            loaded = await load_session(tx, session_id)
+        if loaded is None:
+            if len(self.missing) >= MISSING_KEPT:
+                self.missing.clear()
+            self.missing[session_id] = time.monotonic() + MISSING_SECONDS
+            return view if view is not None and view.known else None
+        self.merge([loaded])
+        return self.sessions[session_id]
+
+    async def register_if_recording(self, view: SessionView, device_id: UUID | None) -> None:
+        """Give a phone polling a recording trial its slot (database first, then memory).
+        Overlapping polls of one phone share one registration."""
+        trial = view.latest
+        if device_id is None or trial is None or trial.status != "recording":
+            return
+        if device_id in trial.slots:
+            return
+        key = (trial.id, device_id)
+        pending = self._registering.get(key)
+        if pending is None:
+            pending = asyncio.ensure_future(self._register(view, trial, device_id))
+            self._registering[key] = pending
+            pending.add_done_callback(lambda _: self._registering.pop(key, None))
+        await asyncio.shield(pending)
+
+    async def _register(self, view: SessionView, trial: TrialView, device_id: UUID) -> None:
+        async with self.transaction() as tx:
+            if trial.name:
+                await service.ensure_trial(tx, trial)
+            slot = await service.register(tx, trial, device_id)
+            loaded = None if slot is not None else await load_session(tx, view.id)
+        if slot is not None:
+            trial.add_slot(SlotView(slot.id, device_id, slot.uploaded, slot.model))
+            view.touch()
+        elif loaded is not None:  # the database knows the trial is no longer recording
+            self.merge([loaded])
+
+
+@asynccontextmanager
+async def _transaction(db: async_sessionmaker[AsyncSession] | None) -> AsyncIterator[AsyncSession]:
+    if db is None:
+        raise RuntimeError("the read model has no database yet (the app has not started)")
+    async with db() as tx, tx.begin():
+        yield tx
+
+
+# ── events → memory ──
+
+
+def _session_created(rm: ReadModel, event: SessionCreated, at: datetime) -> SessionView:
+    view = rm.view(event.session_id)
+    view.set_fields(event.framerate, None, at)
+    view.complete = True  # a new session: nothing about it happened before we listened
+    return view
+
+
+def _session_updated(rm: ReadModel, event: SessionUpdated, at: datetime) -> SessionView:
+    view = rm.view(event.session_id)
+    view.set_fields(event.framerate, event.new_session_id, at)
+    return view
+
+
+def _trial_started(rm: ReadModel, event: TrialStarted, at: datetime) -> SessionView:
+    view = rm.view(event.session_id)
+    trial = TrialView(event.trial_id, event.session_id, event.name, "recording", event.created_at)
+    rm.trial(view, trial)
+    return view
+
+
+def _trial_moved(status: str) -> Callable[[ReadModel, Event, datetime], SessionView]:
+    def apply(rm: ReadModel, event: TrialStopped | TrialQueued, at: datetime) -> SessionView:
+        view = rm.view(event.session_id)
+        rm.trial(view, TrialView(event.trial_id, event.session_id, "", status, at))
+        return view
+
+    return apply
+
+
+def _trial_finished(rm: ReadModel, event: TrialFinished, at: datetime) -> SessionView | None:
+    if event.status not in STATUS_RANK:
+        return None
+    return _trial_moved(event.status)(rm, event, at)
+
+
+def _slot_event(rm: ReadModel, event: DeviceJoined | VideoUploaded, at: datetime) -> SessionView:
+    view = rm.view(event.session_id)
+    trial = rm.trial(view, TrialView(event.trial_id, event.session_id, "", "recording", at))
+    slot = SlotView(event.video_id, event.device_id)
+    if isinstance(event, VideoUploaded):
+        slot.uploaded, slot.model = True, phone_model(event.parameters)
+    trial.add_slot(slot)
+    return view
+
+
+def _results_recorded(rm: ReadModel, event: ResultsRecorded, at: datetime) -> SessionView | None:
+    session_id = rm.trial_sessions.get(event.trial_id)
+    view = rm.sessions.get(session_id) if session_id else None
+    trial = view.trials.get(event.trial_id) if view else None
+    if trial is None:
+        return None
+    trial.has_results = True
+    return view
+
+
+APPLIERS: dict[type[Event], Callable] = {
+    SessionCreated: _session_created,
+    SessionUpdated: _session_updated,
+    TrialStarted: _trial_started,
+    TrialStopped: _trial_moved("stopped"),
+    TrialQueued: _trial_moved("processing"),
+    TrialFinished: _trial_finished,
+    DeviceJoined: _slot_event,
+    VideoUploaded: _slot_event,
+    ResultsRecorded: _results_recorded,
+}
+EVENT_KEYS = tuple(cls.type for cls in APPLIERS)

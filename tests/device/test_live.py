@@ -1,0 +1,179 @@
+"""Beyond the original: the long-poll form of the status, the session's event stream and
+the live list of connected phones, all answered from the replica's memory."""
+
+import asyncio
+import json
+from uuid import uuid4
+
+import pytest
+
+from device_service.live import session_stream
+from shared.db import utcnow
+from shared.events import SessionUpdated, TrialStarted, VideoUploaded
+from tests.device.conftest import create_session, deliver, start_trial, stop_trial
+
+
+def status_url(session_id) -> str:
+    return f"/sessions/{session_id}/status/"
+
+
+async def test_every_answer_carries_a_version_that_changes_with_the_state(client, tx, read_model):
+    session_id = await create_session(tx, read_model=read_model)
+
+    first = await client.get(status_url(session_id))
+    again = await client.get(status_url(session_id))
+    await start_trial(tx, session_id, read_model=read_model)
+    after = await client.get(status_url(session_id))
+
+    assert first.headers["etag"] == again.headers["etag"]
+    assert first.headers["x-service"] == again.headers["x-service"] == "device"
+    assert after.headers["etag"] != first.headers["etag"]
+
+
+async def test_long_poll_answers_as_soon_as_the_state_changes(client, tx, read_model):
+    session_id = await create_session(tx, read_model=read_model)
+    phone = uuid4()
+    ready = await client.get(status_url(session_id), params={"device_id": str(phone)})
+    version = ready.headers["etag"].strip('"')
+    params = {"device_id": str(phone), "wait": "30", "version": version}
+
+    waiting = asyncio.create_task(client.get(status_url(session_id), params=params))
+    await asyncio.sleep(0.05)
+    assert not waiting.done()
+    await start_trial(tx, session_id, read_model=read_model)
+    answer = await asyncio.wait_for(waiting, 5)
+
+    assert answer.status_code == 200
+    assert answer.json()["status"] == "recording"
+    assert answer.json()["video"].startswith("/videos/")  # registered while it waited
+    assert answer.headers["etag"].strip('"') != version
+
+
+async def test_long_poll_without_a_change_answers_the_same_state_when_the_wait_ends(
+    client, tx, read_model
+):
+    session_id = await create_session(tx, read_model=read_model)
+    version = (await client.get(status_url(session_id))).headers["etag"].strip('"')
+
+    answer = await client.get(status_url(session_id), params={"wait": "0.2", "version": version})
+
+    assert answer.status_code == 200
+    assert answer.headers["etag"].strip('"') == version
+    assert answer.json()["status"] == "ready"
+
+
+async def test_long_poll_with_another_version_answers_at_once(client, tx, read_model):
+    session_id = await create_session(tx, read_model=read_model)
+
+    answer = await asyncio.wait_for(
+        client.get(status_url(session_id), params={"wait": "30", "version": "stale"}), 5
+    )
+
+    assert answer.status_code == 200 and answer.json()["status"] == "ready"
+
+
+@pytest.mark.parametrize("wait", ["-1", "soon", "nan", "inf", "3600"])
+async def test_a_wait_that_is_not_a_sensible_number_of_seconds_is_400(client, tx, read_model, wait):
+    session_id = await create_session(tx, read_model=read_model)
+
+    answer = await client.get(status_url(session_id), params={"wait": wait, "version": "x"})
+
+    assert answer.status_code == 400
+    assert list(answer.json()) == ["wait"]
+
+
+async def test_a_browser_poll_gets_the_same_answer_through_the_app(client, tx, read_model):
+    session_id = await create_session(tx, read_model=read_model)
+    await start_trial(tx, session_id, read_model=read_model)
+
+    phone = await client.get(status_url(session_id))
+    browser = await client.get(status_url(session_id), headers={"Origin": "http://localhost:8080"})
+
+    assert browser.status_code == 200
+    assert browser.content == phone.content
+    assert browser.headers["etag"] == phone.headers["etag"]
+
+
+async def test_other_methods_on_the_status_are_405_json(client, tx, read_model):
+    session_id = await create_session(tx, read_model=read_model)
+
+    answer = await client.post(status_url(session_id))
+
+    assert answer.status_code == 405 and "detail" in answer.json()
+
+
+async def test_devices_lists_the_phones_polling_before_the_recording(client, tx, read_model):
+    session_id = await create_session(tx, read_model=read_model)
+    phones = sorted((uuid4() for _ in range(2)), key=str)
+    for phone in phones:
+        await client.get(status_url(session_id), params={"device_id": str(phone).upper()})
+
+    body = (await client.get(f"/sessions/{session_id}/devices/")).json()
+
+    assert body["n_connected"] == 2 and body["trial"] is None
+    assert [d["device_id"] for d in body["devices"]] == [str(p) for p in phones]
+    assert all(d["connected"] and d["last_seen"].endswith("Z") for d in body["devices"])
+    assert all(d["video"] is None and d["model"] is None for d in body["devices"])
+
+
+async def test_devices_show_each_phones_slot_and_its_model_after_the_upload(client, tx, read_model):
+    session_id = await create_session(tx, read_model=read_model)
+    trial_id = await start_trial(tx, session_id, read_model=read_model)
+    phone = uuid4()
+    video = (await client.get(status_url(session_id), params={"device_id": str(phone)})).json()
+    await stop_trial(tx, session_id, trial_id, read_model)
+    event = VideoUploaded(
+        video_id=video["video"].split("/")[2],
+        trial_id=trial_id,
+        session_id=session_id,
+        device_id=phone,
+        key="k.mov",
+        size=1,
+        parameters={"model": "iPhone14,2"},
+    )
+    await deliver(tx, event, read_model)
+
+    [device] = (await client.get(f"/sessions/{session_id}/devices/")).json()["devices"]
+
+    assert device["video"] == video["video"]
+    assert (device["model"], device["uploaded"], device["connected"]) == ("iPhone14,2", True, True)
+
+
+@pytest.mark.parametrize("path", ["devices/", "status/stream/"])
+async def test_unknown_or_malformed_sessions_are_404_on_the_live_routes(client, path):
+    for session_id in (uuid4(), "null"):
+        answer = await client.get(f"/sessions/{session_id}/{path}")
+
+        assert answer.status_code == 404 and "detail" in answer.json()
+
+
+async def next_event(stream) -> dict[str, dict]:
+    """The next chunk of the stream, as {event name: data}."""
+    chunk = await asyncio.wait_for(anext(stream), 5)
+    events = {}
+    for block in chunk.decode().strip().split("\n\n"):
+        lines = dict(line.split(": ", 1) for line in block.split("\n") if ": " in line)
+        if "event" in lines:
+            events[lines["event"]] = json.loads(lines["data"])
+    return events
+
+
+async def test_the_stream_sends_the_state_then_each_change(app, tx, read_model):
+    session_id = await create_session(tx, read_model=read_model)
+    view = await read_model.session_for_poll(session_id)
+    stream = session_stream(app.state.poll, view, connected_seconds=5)
+
+    assert await asyncio.wait_for(anext(stream), 5) == b"retry: 1000\n\n"
+    first = await next_event(stream)
+    started = TrialStarted(
+        trial_id=uuid4(), session_id=session_id, name="walk", created_at=utcnow()
+    )
+    await deliver(tx, started, read_model)
+    second = await next_event(stream)
+    await deliver(tx, SessionUpdated(session_id=session_id, framerate=120), read_model)
+    third = await next_event(stream)
+    await stream.aclose()
+
+    assert first["status"]["trial"] is None and first["devices"]["devices"] == []
+    assert second["status"]["trial"] == f"/trials/{started.trial_id}/"
+    assert list(third) == ["status"] and third["status"]["framerate"] == 120
