@@ -50,7 +50,7 @@ def _sort_columns(body: Mapping[str, Any]) -> list:
     }
     order = []
     for i, key in enumerate(keys):
-        if key not in columns:
+        if not isinstance(key, str) or key not in columns:
             raise Invalid(f'"{key}" is not a sort key.', field="sort")
         desc = i < len(descending) and descending[i] in (True, "true")
         order.append(columns[key].desc().nulls_last() if desc else columns[key].asc().nulls_last())
@@ -70,7 +70,7 @@ async def _filtered(tx: AsyncSession, user: User, body: Mapping[str, Any]) -> Se
         stmt = stmt.where(Session.trashed.is_(False))
     subject_id = _int(body, "subject_id")
     if subject_id is not None:
-        subject = await tx.get(Subject, subject_id)
+        subject = await tx.get(Subject, subject_id) if 0 < subject_id < 2**31 else None
         if subject is None or subject.user_id != user.id:
             raise NotFound("Subject not found.")
         stmt = stmt.where(Session.subject_id == subject_id)

@@ -165,8 +165,9 @@ def metadata_from_query(session: Session, query: Mapping[str, str]) -> dict:
     settings = {} if "settings_framerate" in query else dict(meta.get("settings") or {})
     settings |= {key: query[param] for param, key in SETTINGS_PARAMS.items() if param in query}
     if settings:
-        if not str(settings.get("framerate", "60")).isdigit():
-            raise Invalid("A frame rate is a whole number.", field="settings_framerate")
+        framerate = str(settings.get("framerate", "60"))
+        if not framerate.isdigit() or int(framerate) == 0:
+            raise Invalid("A frame rate is a positive whole number.", field="settings_framerate")
         meta["settings"] = settings
     if any(p in query for p in CHECKERBOARD_PARAMS):
         meta["checkerboard"] = {key: query.get(p, "") for p, key in CHECKERBOARD_PARAMS.items()}
@@ -175,29 +176,36 @@ def metadata_from_query(session: Session, query: Mapping[str, str]) -> dict:
     return meta
 
 
-async def set_subject(tx: AsyncSession, session: Session, user: User, subject_id: str) -> None:
+async def set_subject(tx: AsyncSession, session: Session, subject_id: str) -> None:
+    """The session's subject: one of the session owner's (an admin may set it too)."""
     try:
-        subject = await tx.get(Subject, int(subject_id))
+        number = int(subject_id)
     except (TypeError, ValueError):
-        subject = None
-    if subject is None or subject.user_id != user.id:
+        number = 0
+    subject = await tx.get(Subject, number) if 0 < number < 2**31 else None
+    if subject is None or subject.user_id != session.user_id:
         raise NotFound("Subject not found.")
     session.subject_id, session.updated_at = subject.id, utcnow()
 
 
-async def calibration_session(tx: AsyncSession, session: Session) -> Session:
-    """The session holding the calibration: the one `sessionWithCalibration` names, if any."""
+async def _calibrated_in(tx: AsyncSession, session: Session) -> Session | None:
+    """The session `sessionWithCalibration` names, if it is the same owner's (the meta is
+    writable by the owner: a link into someone else's session is not followed)."""
     root_id = session.linked("sessionWithCalibration")
     root = await tx.get(Session, root_id) if root_id else None
-    return root or session
+    return root if root is not None and root.user_id == session.user_id else None
+
+
+async def calibration_session(tx: AsyncSession, session: Session) -> Session:
+    """The session holding the calibration: the one `sessionWithCalibration` names, if any."""
+    return await _calibrated_in(tx, session) or session
 
 
 async def calibration_trial(tx: AsyncSession, session: Session, depth: int = 10) -> Trial | None:
     """The latest calibration of the session, else of the chain it was calibrated in."""
     trial = await latest_trial(tx, session.id, name="calibration")
-    parent_id = session.linked("sessionWithCalibration")
-    if trial is None and parent_id and depth > 0:
-        parent = await tx.get(Session, parent_id)
+    if trial is None and depth > 0:
+        parent = await _calibrated_in(tx, session)
         return await calibration_trial(tx, parent, depth - 1) if parent else None
     return trial
 

@@ -98,9 +98,10 @@ async def create_subject(tx: AsyncSession, user: User, fields: Mapping[str, Any]
 async def get_subject(tx: AsyncSession, subject_id: str | int, user: User) -> Subject:
     """The user's subject (admins and the pipeline may read anyone's); 404 otherwise."""
     try:
-        subject = await tx.get(Subject, int(subject_id))
-    except (TypeError, ValueError, OverflowError):
-        subject = None
+        number = int(subject_id)
+    except (TypeError, ValueError):
+        number = 0
+    subject = await tx.get(Subject, number) if 0 < number < 2**31 else None  # int4 ids
     if subject is None or (subject.user_id != user.id and not user.in_group("admin", "backend")):
         raise NotFound()
     return subject

@@ -8,9 +8,9 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 from starlette.datastructures import UploadFile
 
 from session_service import accounts, schemas
-from session_service.api.deps import CurrentUser, settings, storage
+from session_service.api.deps import CurrentUser, VerifiedUser, settings, storage
 from shared.db import Tx
-from shared.errors import Invalid, NotFound
+from shared.errors import Forbidden, Invalid, NotFound
 from shared.forms import close_files, read_fields
 
 router = APIRouter()
@@ -45,10 +45,15 @@ async def reset_otp_challenge(request: Request, user: CurrentUser) -> dict:
 
 
 @router.post("/verify/")
-async def verify(request: Request, user: CurrentUser) -> dict:
+async def verify(request: Request, user: CurrentUser):
     fields = await read_fields(request)
     remember = fields.get("remember_device") in (True, "true", "True", "1", 1)
-    accounts.verify_otp(user, fields.get("otp_token", ""), remember, settings(request))
+    try:
+        accounts.verify_otp(user, fields.get("otp_token", ""), remember, settings(request))
+    except Forbidden as refused:
+        # answered rather than raised, so that the transaction (which counts the wrong
+        # codes towards otp_max_failures) is committed, not rolled back
+        return JSONResponse({"detail": refused.detail}, status_code=403)
     return {}
 
 
@@ -83,7 +88,7 @@ async def get_user_info(request: Request, user: CurrentUser) -> dict:
 
 
 @router.post("/update_profile/")
-async def update_profile(request: Request, tx: Tx, user: CurrentUser) -> dict:
+async def update_profile(request: Request, tx: Tx, user: VerifiedUser) -> dict:
     await accounts.update_profile(tx, user, await read_fields(request))
     info = schemas.user_json(user, storage(request).presigned_get)
     return {
@@ -105,7 +110,7 @@ async def update_profile(request: Request, tx: Tx, user: CurrentUser) -> dict:
 
 
 @router.post("/update_profile_picture/")
-async def update_profile_picture(request: Request, user: CurrentUser) -> dict:
+async def update_profile_picture(request: Request, user: VerifiedUser) -> dict:
     fields = await read_fields(request)
     try:
         picture = fields.get("profile_picture")
@@ -134,19 +139,19 @@ async def read_institutional_use(user: CurrentUser) -> dict:
 
 
 @router.post("/user-institutional-use/")
-async def write_institutional_use(request: Request, user: CurrentUser) -> dict:
+async def write_institutional_use(request: Request, user: VerifiedUser) -> dict:
     accounts.set_institutional_use(user, (await read_fields(request)).get("institutional_use"))
     return {"institutional_use": user.institutional_use}
 
 
 @router.post("/set-institutional-use/")
-async def set_institutional_use(request: Request, user: CurrentUser) -> dict:
+async def set_institutional_use(request: Request, user: VerifiedUser) -> dict:
     accounts.set_institutional_use(user, (await read_fields(request)).get("institutional_use"))
     return {}
 
 
 @router.post("/delete-account/")
-async def delete_account(request: Request, tx: Tx, user: CurrentUser) -> JSONResponse:
+async def delete_account(request: Request, tx: Tx, user: VerifiedUser) -> JSONResponse:
     await accounts.delete_account(tx, user, await read_fields(request))
     return JSONResponse("The user was removed.")
 

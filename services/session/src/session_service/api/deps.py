@@ -11,7 +11,7 @@ from session_service.auth import user_for_token
 from session_service.config import Settings
 from session_service.models import Session, Subject, Trial, User
 from shared.db import Tx
-from shared.errors import Forbidden, NotAuthenticated, NotFound
+from shared.errors import Forbidden, Invalid, NotAuthenticated, NotFound
 from shared.identity import token_key
 from shared.storage import Storage
 
@@ -41,6 +41,20 @@ async def verified_user(request: Request, user: Annotated[User, Depends(current_
     if user.otp_verified or settings.otp_auto_pass or user.in_group("admin", "backend"):
         return user
     raise Forbidden(NO_PERMISSION)
+
+
+async def refuse_nul(request: Request) -> None:
+    """PostgreSQL text and JSONB cannot hold a NUL character: input with one (or with a
+    JSON `\\u0000` escape, for the JSON sent inside forms) is a 400, not a database error."""
+    texts = [value for _, value in request.query_params.multi_items()]
+    kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if kind in ("multipart/form-data", "application/x-www-form-urlencoded"):
+        form = await request.form()  # parsed once: the route reads the same form
+        texts += [value for _, value in form.multi_items() if isinstance(value, str)]
+    else:
+        texts.append((await request.body()).decode("utf-8", "replace"))
+    if any("\x00" in text or "\\u0000" in text for text in texts):
+        raise Invalid("Text cannot contain NUL characters.", field="non_field_errors")
 
 
 OptionalUser = Annotated[User | None, Depends(optional_user)]
