@@ -2,6 +2,7 @@
 endpoint, and phones that joined a trial."""
 
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from uuid import UUID, uuid4
 
@@ -10,9 +11,18 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from shared.config import S3Settings
-from shared.events import Camera, CamerasFinal, DeviceJoined
+from shared.events import (
+    Camera,
+    CamerasFinal,
+    DeviceJoined,
+    SessionCreated,
+    TokenIssued,
+    UserUpdated,
+)
+from shared.identity import token_hash
 from tests.conftest import api_client, migrated_engine, rolled_back
 from upload_service import consumers
+from upload_service.api import units
 from upload_service.config import Settings
 from upload_service.main import create_app
 
@@ -20,6 +30,7 @@ PUBLIC_URL = "https://api.example.org"
 SECRET = "test-signing-secret"
 PARAMETERS = {"fov": "69.4", "model": "iPhone13,3", "max_framerate": 240}
 CONTENT = b"\x00\x00\x00\x14ftypqt  a small quicktime video"
+OWNER_ID, OTHER_ID, BACKEND_ID = 11, 12, 2
 
 
 @pytest.fixture(scope="session")
@@ -46,9 +57,26 @@ def settings(s3_settings: S3Settings, postgres_url: str) -> Settings:
     )
 
 
+def in_savepoints(tx: AsyncSession):
+    """The API's short transactions as savepoints of the test's transaction."""
+
+    @asynccontextmanager
+    async def unit() -> AsyncIterator[AsyncSession]:
+        async with tx.begin_nested():
+            yield tx
+
+    return unit
+
+
+def client_for(app, tx: AsyncSession) -> httpx.AsyncClient:
+    """`app` called in-process, every request (and each of its short transactions) in `tx`."""
+    app.dependency_overrides[units] = lambda: in_savepoints(tx)
+    return api_client(app, tx)
+
+
 @pytest.fixture
 async def client(settings: Settings, tx: AsyncSession):
-    async with api_client(create_app(settings), tx) as client:
+    async with client_for(create_app(settings), tx) as client:
         yield client
 
 
@@ -86,12 +114,17 @@ async def presign(client: httpx.AsyncClient, session_id: UUID) -> dict:
     return response.json()
 
 
-def form(fields: dict, content: bytes | None = CONTENT, file_first: bool = True) -> list:
+def form(
+    fields: dict,
+    content: bytes | None = CONTENT,
+    file_first: bool = False,
+    content_type: str = "video/mp4",
+) -> list:
     """The multipart parts a phone posts: the policy fields (reversed: the phones' order is
-    a Swift dictionary's, i.e. any) and `file`."""
+    a Swift dictionary's, i.e. any), then `file`."""
     parts = [(name, (None, value)) for name, value in reversed(list(fields.items()))]
     if content is not None:
-        file = ("file", (fields.get("key", "video.mov"), content, "video/mp4"))
+        file = ("file", (fields.get("key", "video.mov"), content, content_type))
         parts = [file, *parts] if file_first else [*parts, file]
     return parts
 
@@ -119,3 +152,17 @@ async def patch(
     client: httpx.AsyncClient, video_id, path: str = "videos", **kwargs
 ) -> httpx.Response:
     return await client.patch(f"/{path}/{video_id}/", **kwargs)
+
+
+async def caller(tx: AsyncSession, user_id: int, groups: tuple[str, ...] = ()) -> dict:
+    """A user this service learned from the session service's events; their auth header."""
+    token = f"token-of-user-{user_id}"
+    await consumers.HANDLERS[UserUpdated](tx, UserUpdated(user_id=user_id, groups=list(groups)))
+    issued = TokenIssued(key_hash=token_hash(token), user_id=user_id)
+    await consumers.HANDLERS[TokenIssued](tx, issued)
+    return {"Authorization": f"Token {token}"}
+
+
+async def owned(tx: AsyncSession, session_id: UUID, user_id: int = OWNER_ID) -> None:
+    """The session was created by `user_id` (`session.created`)."""
+    await consumers.on_session_created(tx, SessionCreated(session_id=session_id, user_id=user_id))

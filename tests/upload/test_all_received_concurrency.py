@@ -18,6 +18,7 @@ from upload_service import consumers, service
 from upload_service.config import Settings
 from upload_service.main import create_app
 from upload_service.models import Outbox, UploadKey, UploadTrial, Video
+from upload_service.schemas import VideoPatch
 
 
 @pytest.fixture
@@ -80,6 +81,12 @@ async def final_set(app, trial: Trial) -> None:
         await consumers.on_cameras_final(tx, trial.final)
 
 
+async def attach(app, tx, video_id: UUID, key: str) -> None:
+    """The PATCH's use case, in a transaction the test holds open."""
+    patch = VideoPatch(video_url=key, parameters=PARAMETERS)
+    await service.attach_video(tx, video_id, patch, app.state.storage, app.state.settings)
+
+
 async def patch_ok(client, video_id: UUID, key: str) -> None:
     response = await patch(client, video_id, json={"video_url": key, "parameters": PARAMETERS})
     assert response.status_code == 200, response.text
@@ -101,9 +108,7 @@ async def test_upload_waiting_on_another_upload_sees_it_and_announces(app, clien
     (first, first_key), (second, second_key) = keys.items()
     async with app.state.db() as tx:
         await tx.begin()
-        await service.attach_video(
-            tx, first, {"video_url": first_key}, PARAMETERS, app.state.storage
-        )
+        await attach(app, tx, first, first_key)
         racing = asyncio.create_task(patch_ok(client, second, second_key))
         await until_a_query_waits_on_a_lock(app.state.engine, racing)
         await tx.commit()
@@ -130,7 +135,7 @@ async def test_final_set_waiting_on_the_last_upload_announces(app, client, uploa
     await patch_ok(client, first, first_key)
     async with app.state.db() as tx:
         await tx.begin()
-        await service.attach_video(tx, last, {"video_url": last_key}, PARAMETERS, app.state.storage)
+        await attach(app, tx, last, last_key)
         racing = asyncio.create_task(final_set(app, trial))
         await until_a_query_waits_on_a_lock(app.state.engine, racing)
         await tx.commit()
@@ -164,7 +169,7 @@ async def test_one_key_patched_onto_two_trials_videos_at_once_goes_to_one(app, c
     other = next_trial.cameras[0].video_id
     async with app.state.db() as tx:
         await tx.begin()
-        await service.attach_video(tx, first, {"video_url": key}, None, app.state.storage)
+        await attach(app, tx, first, key)
         racing = asyncio.create_task(patch(client, other, json={"video_url": key}))
         await until_a_query_waits_on_a_lock(app.state.engine, racing)
         await tx.commit()

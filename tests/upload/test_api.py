@@ -10,11 +10,11 @@ from uuid import uuid4
 import pytest
 
 from shared.db import utcnow
-from tests.conftest import api_client
 from tests.upload.conftest import (
     CONTENT,
     PUBLIC_URL,
     SECRET,
+    client_for,
     form,
     joined_trial,
     post_upload,
@@ -82,18 +82,35 @@ async def test_each_presign_gets_a_fresh_key(client, tx):
 # ── the upload target ───────────────────────────────────────────────────────────────
 
 
-@pytest.mark.parametrize("file_first", [True, False])
+@pytest.mark.parametrize("reverse", [True, False])
+@pytest.mark.parametrize("content_type", ["video/mp4", "video/quicktime"])
 async def test_upload_with_the_policy_fields_in_any_order_stores_the_object(
-    client, tx, storage, file_first
+    client, tx, storage, reverse, content_type
 ):
     trial = await joined_trial(tx)
     presigned = await presign(client, trial.session_id)
-    fields = dict(reversed(list(presigned["fields"].items())))
+    items = list(presigned["fields"].items())
+    fields = dict(reversed(items) if reverse else items)
 
-    response = await client.post("/uploads/", files=form(fields, CONTENT, file_first))
+    response = await client.post("/uploads/", files=form(fields, content_type=content_type))
 
     assert response.status_code == 204
-    assert storage.size(presigned["fields"]["key"]) == len(CONTENT)
+    assert response.content == b""
+    key = presigned["fields"]["key"]
+    assert storage.client.get_object(Bucket=storage.bucket, Key=key)["Body"].read() == CONTENT
+
+
+async def test_upload_with_the_file_before_the_policy_is_400_and_stores_nothing(
+    client, tx, storage
+):
+    trial = await joined_trial(tx)
+    presigned = await presign(client, trial.session_id)
+
+    response = await client.post("/uploads/", files=form(presigned["fields"], file_first=True))
+
+    assert response.status_code == 400
+    assert "before the file" in next(iter(response.json().values()))[0]
+    assert storage.size(presigned["fields"]["key"]) is None
 
 
 async def test_upload_with_a_forged_signature_is_403_and_stores_nothing(client, tx, storage):
@@ -162,10 +179,20 @@ async def test_upload_without_a_file_is_400(client, tx):
     trial = await joined_trial(tx)
     presigned = await presign(client, trial.session_id)
 
-    response = await client.post("/uploads/", data=presigned["fields"])
+    response = await client.post("/uploads/", files=form(presigned["fields"], content=None))
 
     assert response.status_code == 400
     assert list(response.json()) == ["file"]
+
+
+async def test_upload_that_is_not_multipart_is_400(client, tx):
+    trial = await joined_trial(tx)
+    presigned = await presign(client, trial.session_id)
+
+    response = await client.post("/uploads/", data=presigned["fields"])
+
+    assert response.status_code == 400
+    assert "multipart/form-data" in response.json()["detail"]
 
 
 async def test_upload_of_an_empty_file_is_400_and_stores_nothing(client, tx, storage):
@@ -193,7 +220,7 @@ async def test_upload_without_a_policy_is_400(client, tx, storage):
 async def test_upload_larger_than_the_policy_allows_is_413(settings, tx, storage):
     small = settings.model_copy(update={"max_video_bytes": 8})
     trial = await joined_trial(tx)
-    async with api_client(create_app(small), tx) as client:
+    async with client_for(create_app(small), tx) as client:
         presigned = await presign(client, trial.session_id)
 
         response = await post_upload(client, presigned, content=b"x" * 9)

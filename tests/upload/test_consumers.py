@@ -6,10 +6,19 @@ from uuid import uuid4
 
 from sqlalchemy import select
 
-from shared.events import Camera, CamerasFinal, DeviceJoined
+from shared.db import utcnow
+from shared.events import (
+    Camera,
+    CamerasFinal,
+    DeviceJoined,
+    SessionCreated,
+    SessionUpdated,
+    TrialFinished,
+    TrialStarted,
+)
 from tests.upload.conftest import CONTENT, PARAMETERS, joined_trial, patch, uploaded_key
 from upload_service import consumers
-from upload_service.models import Outbox, UploadTrial, Video
+from upload_service.models import KnownSession, Outbox, UploadTrial, Video
 
 
 async def videos_received(tx) -> list[dict]:
@@ -166,3 +175,54 @@ async def test_video_outside_the_final_set_is_not_waited_for(client, tx):
     [event] = await videos_received(tx)
     assert list(listed(event)) == list(keys) == [str(kept.video_id)]
     assert (await tx.get(Video, dropped.video_id)).in_final_set is False
+
+
+async def test_trial_started_before_or_after_a_join_names_the_trial_once(tx):
+    trial = await joined_trial(tx)
+    started = TrialStarted(
+        trial_id=trial.trial_id, session_id=trial.session_id, name="neutral", created_at=utcnow()
+    )
+
+    await consumers.on_trial_started(tx, started)
+    await consumers.on_trial_started(tx, started)
+
+    rows = (await tx.scalars(select(UploadTrial).where(UploadTrial.id == trial.trial_id))).all()
+    assert [row.name for row in rows] == ["neutral"]
+
+
+async def test_sessions_owner_and_next_session_are_remembered(tx):
+    session_id, next_id = uuid4(), uuid4()
+
+    await consumers.on_session_updated(
+        tx, SessionUpdated(session_id=session_id, new_session_id=next_id)
+    )
+    await consumers.on_session_created(tx, SessionCreated(session_id=session_id, user_id=7))
+
+    known = await tx.get(KnownSession, session_id)
+    assert (known.user_id, known.next_session_id) == (7, next_id)
+
+
+async def test_finished_trial_stops_waiting_for_uploads(tx):
+    trial = await joined_trial(tx)
+    finished = TrialFinished(
+        trial_id=trial.trial_id, session_id=trial.session_id, status="error", error_msg="x"
+    )
+
+    await consumers.on_trial_finished(tx, finished)
+    await consumers.on_trial_finished(tx, finished)
+
+    assert (await tx.get(UploadTrial, trial.trial_id)).waiting is False
+
+
+def test_worker_consumes_identity_session_and_trial_events():
+    assert {cls.type for cls in consumers.HANDLERS} == {
+        "trial.started",
+        "device.joined",
+        "trial.cameras_final",
+        "trial.finished",
+        "session.created",
+        "session.updated",
+        "user.updated",
+        "user.token_issued",
+        "user.token_revoked",
+    }

@@ -2,20 +2,26 @@
 clients.md §2.3 and §2.6, opencap-api §2.1 and §4.3, known-failures 21)."""
 
 import json
+import os
 from uuid import UUID, uuid4
 
 import httpx
 import pytest
 from sqlalchemy import select
 
+from shared.events import TrialFinished
 from tests.upload.conftest import (
     CONTENT,
+    OWNER_ID,
     PARAMETERS,
+    caller,
     joined_trial,
+    owned,
     patch,
     presign,
     uploaded_key,
 )
+from upload_service import consumers
 from upload_service.models import Outbox, Video
 
 VIDEO_KEYS = [
@@ -64,17 +70,34 @@ async def test_patch_with_an_uploaded_key_attaches_it_and_announces_the_video(cl
     ]
 
 
-async def test_patched_video_url_is_a_sigv2_link_that_serves_the_upload(client, tx):
+async def test_owner_patching_gets_a_sigv2_link_that_serves_the_upload(client, tx):
     trial = await joined_trial(tx)
+    await owned(tx, trial.session_id)
+    headers = await caller(tx, OWNER_ID)
     key = await uploaded_key(client, trial.session_id)
 
-    body = (await patch(client, trial.cameras[0].video_id, json={"video_url": key})).json()
+    response = await patch(
+        client, trial.cameras[0].video_id, json={"video_url": key}, headers=headers
+    )
 
-    url = body["video"]
+    url = response.json()["video"]
     assert f"/{key}?" in url and "AWSAccessKeyId=" in url and "Signature=" in url
     assert "X-Amz-" not in url
     async with httpx.AsyncClient() as s3:
         assert (await s3.get(url)).content == CONTENT
+
+
+async def test_anonymous_patch_answers_the_video_without_a_download_link(client, tx):
+    trial = await joined_trial(tx)
+    await owned(tx, trial.session_id)
+    key = await uploaded_key(client, trial.session_id)
+
+    response = await patch(client, trial.cameras[0].video_id, json={"video_url": key})
+
+    assert response.status_code == 200
+    assert list(response.json()) == VIDEO_KEYS
+    assert response.json()["video"] is None
+    assert (await tx.get(Video, trial.cameras[0].video_id)).key == key
 
 
 async def test_repeating_the_same_patch_answers_200_and_announces_once(client, tx):
@@ -86,7 +109,7 @@ async def test_repeating_the_same_patch_answers_200_and_announces_once(client, t
     again = await patch(client, video_id, json={"video_url": key, "parameters": PARAMETERS})
 
     assert (first.status_code, again.status_code) == (200, 200)
-    assert again.json()["video"] is not None
+    assert again.json() == first.json()
     assert len(await events(tx, "video.uploaded")) == 1
 
 
@@ -191,7 +214,7 @@ async def test_legacy_multipart_video_file_is_stored_and_attached(client, tx, st
     UUID(key[:36])
     assert key[36:] == "-myclip.mov"  # the pipeline reads the name after the last "-"
     assert storage.size(key) == len(CONTENT)
-    assert f"/{key}?" in response.json()["video"]
+    assert response.json()["parameters"] == {}
 
 
 async def test_legacy_multipart_empty_video_file_is_400(client, tx):
@@ -227,19 +250,30 @@ async def test_patch_with_only_parameters_stores_them_and_announces_nothing(clie
     assert await events(tx, "video.uploaded") == []
 
 
-async def test_patch_cannot_move_a_video_to_another_trial_or_phone(client, tx):
+@pytest.mark.parametrize("field", ["trial", "device_id"])
+async def test_patch_cannot_move_a_video_to_another_trial_or_phone(client, tx, field):
     trial = await joined_trial(tx)
     camera = trial.cameras[0]
+    key = await uploaded_key(client, trial.session_id)
 
-    response = await patch(
-        client, camera.video_id, json={"trial": str(uuid4()), "device_id": str(uuid4())}
-    )
+    response = await patch(client, camera.video_id, json={"video_url": key, field: str(uuid4())})
+
+    assert response.status_code == 403
+    video = await tx.get(Video, camera.video_id)
+    assert (video.trial_id, video.device_id, video.key) == (trial.trial_id, camera.device_id, None)
+    assert await events(tx, "video.uploaded") == []
+
+
+async def test_patch_repeating_the_videos_own_trial_and_phone_is_accepted(client, tx):
+    trial = await joined_trial(tx)
+    camera = trial.cameras[0]
+    key = await uploaded_key(client, trial.session_id)
+    body = {"video_url": key, "trial": str(trial.trial_id), "device_id": str(camera.device_id)}
+
+    response = await patch(client, camera.video_id, json=body)
 
     assert response.status_code == 200
-    assert (response.json()["trial"], response.json()["device_id"]) == (
-        str(trial.trial_id),
-        str(camera.device_id),
-    )
+    assert len(await events(tx, "video.uploaded")) == 1
 
 
 @pytest.mark.parametrize("parameters", ["[1, 2]", '"text"', "42"])
@@ -285,3 +319,47 @@ async def test_patch_of_an_unknown_video_is_404(client, video_id):
 
     assert response.status_code == 404
     assert list(response.json()) == ["detail"]
+
+
+async def test_legacy_multipart_video_larger_than_a_part_is_streamed_whole(client, tx, storage):
+    trial = await joined_trial(tx)
+    video = os.urandom(9 * 1024**2 + 3)
+    files = {"video": ("big.mov", video, "video/quicktime")}
+
+    response = await patch(client, trial.cameras[0].video_id, files=files)
+
+    assert response.status_code == 200
+    [uploaded] = await events(tx, "video.uploaded")
+    body = storage.client.get_object(Bucket=storage.bucket, Key=uploaded["key"])["Body"]
+    assert (uploaded["size"], body.read()) == (len(video), video)
+
+
+async def test_legacy_multipart_video_that_cannot_be_attached_is_deleted_again(client, tx, storage):
+    trial = await joined_trial(tx)
+    video_id = trial.cameras[0].video_id
+    await patch(client, video_id, json={"video_url": await uploaded_key(client, trial.session_id)})
+    name = f"{uuid4().hex}.mov"
+
+    response = await patch(client, video_id, files={"video": (name, CONTENT, "video/mp4")})
+
+    assert response.status_code == 409
+    listing = storage.client.list_objects_v2(Bucket=storage.bucket)
+    assert [o["Key"] for o in listing.get("Contents", []) if o["Key"].endswith(name)] == []
+
+
+async def test_legacy_multipart_video_for_a_closed_trial_is_refused_before_streaming(
+    client, tx, storage
+):
+    trial = await joined_trial(tx)
+    await consumers.on_trial_finished(
+        tx, TrialFinished(trial_id=trial.trial_id, session_id=trial.session_id, status="error")
+    )
+    name = f"{uuid4().hex}.mov"
+
+    response = await patch(
+        client, trial.cameras[0].video_id, files={"video": (name, CONTENT, "video/mp4")}
+    )
+
+    assert response.status_code == 409
+    listing = storage.client.list_objects_v2(Bucket=storage.bucket)
+    assert [o["Key"] for o in listing.get("Contents", []) if o["Key"].endswith(name)] == []

@@ -1,19 +1,35 @@
-"""HTTP edge of the upload service: presign, the upload target, and the phones' video PATCH."""
+"""HTTP edge of the upload service: presign, the upload target, the phones' video PATCH,
+direct-to-S3 upload URLs for new clients, and video reads for owners and the pipeline.
 
-from typing import Any
+The upload target and the PATCH stream request bodies, so they never hold a database
+transaction while bytes flow: they take short ones from `units` instead of `Tx`.
+"""
+
+from typing import Annotated, Any
 from uuid import UUID
 
-from fastapi import APIRouter, Request, Response
-from starlette.datastructures import UploadFile
+from fastapi import APIRouter, Depends, Request, Response
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.db import Tx
 from shared.errors import Invalid, NotFound
-from shared.forms import close_files, json_field, read_fields
-from shared.storage import Storage
-from upload_service import service
-from upload_service.models import Video
+from shared.identity import Caller, caller
+from upload_service import direct, receive, service
+from upload_service.formstream import small_fields
+from upload_service.models import ApiToken, ApiUser
+from upload_service.schemas import DirectUploadDone, DirectUploadRequest, video_json, video_patch
+from upload_service.service import Units
 
 router = APIRouter()
+SMALL_BODY = 64 * 1024
+
+
+def units(request: Request) -> Units:
+    """Short transactions, one per `async with units() as tx:` (overridable in tests)."""
+    return service.transactions(request.app.state.db)
+
+
+UnitsDep = Annotated[Units, Depends(units)]
 
 
 def parse_id(value: str) -> UUID:
@@ -23,21 +39,8 @@ def parse_id(value: str) -> UUID:
         raise NotFound() from None
 
 
-def storage(request: Request) -> Storage:
-    return request.app.state.storage
-
-
-def video_json(video: Video, storage: Storage) -> dict[str, Any]:
-    return {
-        "id": str(video.id),
-        "trial": str(video.trial_id),
-        "device_id": str(video.device_id),
-        "video": storage.presigned_get(video.key) if video.key else None,
-        "video_thumb": None,
-        "parameters": video.parameters,
-        "created_at": video.created_at.isoformat().replace("+00:00", "Z"),
-        "updated_at": video.updated_at.isoformat().replace("+00:00", "Z"),
-    }
+async def who(tx: AsyncSession, request: Request) -> Caller | None:
+    return await caller(tx, request.headers.get("authorization"), ApiToken, ApiUser)
 
 
 @router.get("/sessions/{session_id}/get_presigned_url/")
@@ -46,30 +49,75 @@ async def get_presigned_url(session_id: str, request: Request, tx: Tx) -> dict:
 
 
 @router.post("/uploads/", status_code=204)
-async def upload(request: Request, tx: Tx) -> Response:
-    fields = await read_fields(request)
-    file = fields.get("file")
-    if not isinstance(file, UploadFile):
-        raise Invalid("This field is required.", field="file")
-    size = file.size if file.size is not None else len(await file.read())
-    await file.seek(0)
-    await service.store_upload(
-        tx, fields, file.file, size, storage(request), request.app.state.settings
-    )
+async def upload(request: Request, unit: UnitsDep) -> Response:
+    state = request.app.state
+    await receive.receive_upload(request, unit, state.streamer, state.settings)
     return Response(status_code=204)
 
 
 @router.patch("/videos/{video_id}/")
 @router.patch("/video/{video_id}/")
-async def patch_video(video_id: str, request: Request, tx: Tx) -> dict:
-    fields = await read_fields(request)
+async def patch_video(video_id: str, request: Request, unit: UnitsDep) -> dict:
+    state, video_uuid = request.app.state, parse_id(video_id)
+    fields, stored = await _patch_fields(request, video_uuid, unit)
     try:
-        parameters = json_field(fields.get("parameters"), "parameters")
-        if parameters is not None and not isinstance(parameters, dict):
-            raise Invalid("Expected a JSON object.", field="parameters")
-        video = await service.attach_video(
-            tx, parse_id(video_id), fields, parameters, storage(request)
+        async with unit() as tx:
+            patch = video_patch(fields, stored)
+            video = await service.attach_video(tx, video_uuid, patch, state.storage, state.settings)
+            reader = await service.may_read(tx, await who(tx, request), video)
+    except BaseException:
+        if stored:
+            await receive.discard(state.streamer, stored[0])
+        raise
+    return video_json(video, state.storage if reader else None)
+
+
+async def _patch_fields(
+    request: Request, video_id: UUID, unit: Units
+) -> tuple[dict[str, Any], tuple[str, int] | None]:
+    """The PATCH's fields; a multipart body's `video` file is streamed into S3 first."""
+    content_type = request.headers.get("content-type", "").lower()
+    if content_type.startswith("multipart/form-data"):
+        state = request.app.state
+        return await receive.receive_inline_video(
+            request, unit, state.streamer, state.settings, video_id
         )
-    finally:
-        await close_files(fields)
-    return video_json(video, storage(request))
+    return await small_fields(request, SMALL_BODY), None
+
+
+@router.get("/videos/{video_id}/")
+@router.get("/video/{video_id}/")
+async def get_video(video_id: str, request: Request, tx: Tx) -> dict:
+    video = await service.readable_video(tx, await who(tx, request), parse_id(video_id))
+    return video_json(video, request.app.state.storage)
+
+
+@router.get("/videos/")
+async def list_videos(request: Request, tx: Tx, trial: str | None = None) -> list[dict]:
+    """The trial's videos with download links (`?trial=<id>`), for its owner and the pipeline."""
+    if not trial:
+        raise Invalid("This query parameter is required.", field="trial")
+    trial_id = parse_id(trial)
+    videos = await service.readable_trial_videos(tx, await who(tx, request), trial_id)
+    return [video_json(video, request.app.state.storage) for video in videos]
+
+
+@router.post("/videos/{video_id}/upload-url/")
+async def direct_upload_url(video_id: str, body: DirectUploadRequest, request: Request, tx: Tx):
+    state = request.app.state
+    return await direct.start_direct_upload(
+        tx, parse_id(video_id), body, state.direct, state.settings
+    )
+
+
+@router.post("/videos/{video_id}/upload-url/complete/")
+async def direct_upload_complete(video_id: str, body: DirectUploadDone, request: Request, tx: Tx):
+    return await direct.complete_direct_upload(
+        tx, parse_id(video_id), body, request.app.state.direct
+    )
+
+
+@router.post("/videos/{video_id}/upload-url/abort/", status_code=204)
+async def direct_upload_abort(video_id: str, body: DirectUploadDone, request: Request, tx: Tx):
+    await direct.abort_direct_upload(tx, parse_id(video_id), body, request.app.state.direct)
+    return Response(status_code=204)

@@ -1,12 +1,21 @@
-"""Event handlers of the upload service: learn the video slots and when a camera set is final."""
+"""Event handlers of the upload service: the video slots, when a camera set is final, when a
+trial ends elsewhere, who owns each session, and the callers' identities."""
 
 from sqlalchemy import update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.db import utcnow
-from shared.events import CamerasFinal, DeviceJoined
-from upload_service.models import UploadTrial, Video
+from shared.events import (
+    CamerasFinal,
+    DeviceJoined,
+    SessionCreated,
+    SessionUpdated,
+    TrialFinished,
+    TrialStarted,
+)
+from shared.identity import identity_handlers
+from upload_service.models import ApiToken, ApiUser, KnownSession, UploadTrial, Video
 from upload_service.service import emit, trial_videos
 
 
@@ -29,13 +38,25 @@ async def _ensure_video(tx: AsyncSession, video_id, trial_id, session_id, device
     await tx.execute(stmt.on_conflict_do_nothing())
 
 
+async def on_trial_started(tx: AsyncSession, event: TrialStarted) -> None:
+    """The trial's name decides its upload deadline (calibration and neutral are short)."""
+    stmt = insert(UploadTrial).values(
+        id=event.trial_id, session_id=event.session_id, name=event.name[:64]
+    )
+    await tx.execute(
+        stmt.on_conflict_do_update(index_elements=["id"], set_={"name": stmt.excluded.name})
+    )
+
+
 async def on_device_joined(tx: AsyncSession, event: DeviceJoined) -> None:
     await _ensure_trial(tx, event.trial_id, event.session_id)
     await _ensure_video(tx, event.video_id, event.trial_id, event.session_id, event.device_id)
 
 
 async def on_cameras_final(tx: AsyncSession, event: CamerasFinal) -> None:
-    """Fix the trial's camera set; if every video is already in, say so now."""
+    """Fix the trial's camera set (its deadline starts now); if every video is in, say so.
+
+    A trial with no camera waits for nothing: the session service fails it itself."""
     await _ensure_trial(tx, event.trial_id, event.session_id)
     trial = await tx.get(UploadTrial, event.trial_id, with_for_update=True)
     if trial.final_at is not None:
@@ -46,7 +67,39 @@ async def on_cameras_final(tx: AsyncSession, event: CamerasFinal) -> None:
     await tx.execute(update(Video).where(Video.id.in_(ids)).values(in_final_set=True))
     now = utcnow()
     trial.final_at = now
+    if not event.cameras and trial.waiting:
+        trial.closed_at = now
     emit(tx, trial.all_received(await trial_videos(tx, trial.id), now))
 
 
-HANDLERS = {DeviceJoined: on_device_joined, CamerasFinal: on_cameras_final}
+async def on_trial_finished(tx: AsyncSession, event: TrialFinished) -> None:
+    """Done, failed or cancelled elsewhere: stop waiting for (and accepting) uploads."""
+    await _ensure_trial(tx, event.trial_id, event.session_id)
+    trial = await tx.get(UploadTrial, event.trial_id, with_for_update=True)
+    if trial.closed_at is None:
+        trial.closed_at = utcnow()
+
+
+async def on_session_created(tx: AsyncSession, event: SessionCreated) -> None:
+    stmt = insert(KnownSession).values(id=event.session_id, user_id=event.user_id)
+    await tx.execute(
+        stmt.on_conflict_do_update(index_elements=["id"], set_={"user_id": event.user_id})
+    )
+
+
+async def on_session_updated(tx: AsyncSession, event: SessionUpdated) -> None:
+    """Phones of this session move on to `new_session_id`, keeping their presign address."""
+    values = {"next_session_id": event.new_session_id}
+    stmt = insert(KnownSession).values(id=event.session_id, **values)
+    await tx.execute(stmt.on_conflict_do_update(index_elements=["id"], set_=values))
+
+
+HANDLERS = {
+    TrialStarted: on_trial_started,
+    DeviceJoined: on_device_joined,
+    CamerasFinal: on_cameras_final,
+    TrialFinished: on_trial_finished,
+    SessionCreated: on_session_created,
+    SessionUpdated: on_session_updated,
+    **identity_handlers(ApiToken, ApiUser),
+}

@@ -1,25 +1,42 @@
 """Use cases of the upload service. Each takes the open transaction `tx` and never commits."""
 
 import asyncio
-import re
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import timedelta
-from typing import IO, Any
+from typing import Any
 from uuid import UUID, uuid4
 
 from sqlalchemy import exists, select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from shared.db import utcnow
-from shared.errors import Conflict, Invalid, NotFound, PayloadTooLarge
+from shared.errors import Conflict, Forbidden, Invalid, NotAuthenticated, NotFound
 from shared.events import Event
+from shared.identity import Caller
 from shared.outbox import record
 from shared.storage import Storage
 from upload_service import policy
 from upload_service.config import Settings
-from upload_service.models import Outbox, UploadKey, UploadTrial, Video
+from upload_service.deadlines import extend_deadlines
+from upload_service.models import KnownSession, Outbox, UploadKey, UploadTrial, Video
+from upload_service.schemas import VideoPatch
 
 PRODUCER = "upload"
-SAFE_NAME = re.compile(r"[^A-Za-z0-9._]")
+MAX_CHAIN = 50
+
+# Short transactions, one per `async with units() as tx:`, for callers that must not hold
+# one open for long (a streaming upload, the deadline job's batches).
+Units = Callable[[], AbstractAsyncContextManager[AsyncSession]]
+
+
+def transactions(db: async_sessionmaker[AsyncSession]) -> Units:
+    @asynccontextmanager
+    async def unit() -> AsyncIterator[AsyncSession]:
+        async with db() as tx, tx.begin():
+            yield tx
+
+    return unit
 
 
 def emit(tx: AsyncSession, event: Event | None) -> None:
@@ -27,10 +44,23 @@ def emit(tx: AsyncSession, event: Event | None) -> None:
         record(tx, Outbox, event, producer=PRODUCER)
 
 
+async def session_chain(tx: AsyncSession, session_id: UUID) -> list[UUID]:
+    """The session, then those its phones moved on to ("new subject, same setup"). The iOS
+    app keeps presigning with its first session's address, so its keys count for all."""
+    chain = [session_id]
+    for _ in range(MAX_CHAIN):
+        stmt = select(KnownSession.next_session_id).where(KnownSession.id == chain[-1])
+        following = await tx.scalar(stmt)
+        if following is None or following in chain:
+            break
+        chain.append(following)
+    return chain
+
+
 async def presign(tx: AsyncSession, session_id: UUID, settings: Settings) -> dict[str, Any]:
     """An upload policy for one new `<uuid>.mov` key of a session with phones in it."""
-    known = await tx.scalar(select(exists().where(Video.session_id == session_id)))
-    if not known:
+    chain = await session_chain(tx, session_id)
+    if not await tx.scalar(select(exists().where(Video.session_id.in_(chain)))):
         raise NotFound("No phone has joined a trial of this session.")
     now = utcnow()
     key = f"{uuid4()}.mov"
@@ -39,6 +69,7 @@ async def presign(tx: AsyncSession, session_id: UUID, settings: Settings) -> dic
         key, now, ttl, settings.max_video_bytes, settings.upload_signing_secret
     )
     tx.add(UploadKey(key=key, session_id=session_id, expires_at=now + ttl, created_at=now))
+    await extend_deadlines(tx, chain, now)
     return {
         "url": f"{settings.public_base}/uploads/",
         "fields": {
@@ -51,86 +82,132 @@ async def presign(tx: AsyncSession, session_id: UUID, settings: Settings) -> dic
     }
 
 
-async def store_upload(
-    tx: AsyncSession,
-    fields: dict[str, Any],
-    file: IO[bytes],
-    size: int,
-    storage: Storage,
-    settings: Settings,
-) -> None:
-    """Check the posted policy, then stream the file into the object store."""
-    key = str(fields.get("key") or "")
-    for name in ("key", "policy", "signature"):
-        if not fields.get(name):
-            raise Invalid("This field is required.", field=name)
-    allowed = policy.verify(
-        str(fields["policy"]),
-        str(fields["signature"]),
-        key,
-        utcnow(),
-        settings.upload_signing_secret,
-    )
-    if size < allowed.min_bytes:
-        raise Invalid("The uploaded file is empty.", field="file")
-    if size > allowed.max_bytes:
-        raise PayloadTooLarge(f"The uploaded file is larger than {allowed.max_bytes} bytes.")
-    issued = await tx.get(UploadKey, key, with_for_update=True)
-    if issued is None:
-        raise NotFound("This upload key was not issued here.")
-    await asyncio.to_thread(storage.upload_fileobj, file, key)
-    issued.stored_at, issued.size = utcnow(), size
+async def open_upload(tx: AsyncSession, key: str) -> list[UUID]:
+    """An upload to `key` begins: the sessions whose deadlines its progress extends."""
+    issued = await tx.get(UploadKey, key)
+    if issued is None or issued.session_id is None:
+        raise Forbidden("This upload key was not issued here.")
+    if await tx.scalar(select(exists().where(Video.key == key))):
+        raise Conflict("This upload is already attached to a video: ask for a new key.")
+    chain = await session_chain(tx, issued.session_id)
+    await extend_deadlines(tx, chain, utcnow())
+    return chain
+
+
+async def record_stored(tx: AsyncSession, key: str, size: int) -> None:
+    issued = await tx.get(UploadKey, key)
+    if issued is not None:
+        issued.stored_at, issued.size = utcnow(), size
+
+
+async def upload_slot(tx: AsyncSession, video_id: UUID) -> tuple[Video, UploadTrial]:
+    """The video and its trial, if the trial still accepts an upload into this slot."""
+    video = await tx.get(Video, video_id)
+    trial = await tx.get(UploadTrial, video.trial_id) if video else None
+    if video is None or trial is None:
+        raise NotFound()
+    trial.require_upload_slot(video)
+    return video, trial
 
 
 async def attach_video(
-    tx: AsyncSession, video_id: UUID, fields: dict[str, Any], parameters: Any, storage: Storage
+    tx: AsyncSession, video_id: UUID, patch: VideoPatch, storage: Storage, settings: Settings
 ) -> Video:
-    """`PATCH /videos/{id}/`: attach the stored object (or the legacy inline file)."""
+    """`PATCH /videos/{id}/`: attach a stored upload to its slot, once."""
     video = await tx.get(Video, video_id)
     if video is None:
         raise NotFound()
+    video.refuse_moves(patch.trial, patch.device_id)
+    # The trial first, then the video: the same lock order as the final camera set's.
     trial = await tx.get(UploadTrial, video.trial_id, with_for_update=True)
     await tx.refresh(video, with_for_update=True)
-    upload = fields.get("video")
-    if hasattr(upload, "read"):
-        key, size = await _store_inline(upload, storage)
-    elif fields.get("video_url"):
-        key = str(fields["video_url"])
-        size = await _verified_size(tx, key, video, storage)
-    else:
-        if parameters is not None:
-            video.parameters, video.updated_at = parameters, utcnow()
-        return video
+    if patch.key is not None and patch.key == video.key:
+        return video  # the same upload again: nothing changes
+    if patch.key is not None and video.key is not None:
+        raise Conflict("This video already has an uploaded file.")
+    if trial is None:
+        raise NotFound()
+    trial.require_upload_slot(video)
     now = utcnow()
-    emit(tx, video.attach(key, size, parameters, now))
-    if trial is not None:
+    video.set_details(patch.parameters, patch.is_lidar, patch.saved_local, now)
+    if patch.key is not None:
+        size = await _upload_size(tx, patch, video, storage, settings)
+        emit(tx, video.attach(patch.key, size, now))
         emit(tx, trial.all_received(await trial_videos(tx, trial.id), now))
     return video
 
 
-async def _verified_size(tx: AsyncSession, key: str, video: Video, storage: Storage) -> int:
+async def _upload_size(
+    tx: AsyncSession, patch: VideoPatch, video: Video, storage: Storage, settings: Settings
+) -> int:
+    """The size of the patched upload: streamed inline just now, or checked in storage."""
+    if patch.stored:
+        return patch.stored[1]
+    return await _verified_size(tx, patch.video_url or "", video, storage, settings)
+
+
+async def _verified_size(
+    tx: AsyncSession, key: str, video: Video, storage: Storage, settings: Settings
+) -> int:
+    """The size of the object under `key`, if it was issued for this slot's uploads."""
     # Locked, so two videos patched at once with the same key cannot both take it.
     issued = await tx.get(UploadKey, key, with_for_update=True)
-    if issued is None or issued.session_id != video.session_id:
+    if issued is None or issued.video_id not in (None, video.id) or issued.session_id is None:
+        raise Invalid("This key was not issued for this video's uploads.", field="video_url")
+    if video.session_id not in await session_chain(tx, issued.session_id):
         raise Invalid("This key was not issued for this session's uploads.", field="video_url")
     if await tx.scalar(select(exists().where(Video.key == key, Video.id != video.id))):
         raise Conflict("This upload is already attached to another video.")
     size = await asyncio.to_thread(storage.size, key)
     if not size:
         raise Invalid("No uploaded file was found under this key.", field="video_url")
+    if size > settings.max_video_bytes:
+        raise Invalid(f"The file is larger than {settings.max_video_bytes} bytes.", "video_url")
     return size
 
 
-async def _store_inline(upload: Any, storage: Storage) -> tuple[str, int]:
-    name = SAFE_NAME.sub("", (upload.filename or "video.mov").replace("-", "")) or "video.mov"
-    key = f"{uuid4()}-{name}"
-    await asyncio.to_thread(storage.upload_fileobj, upload.file, key)
-    size = await asyncio.to_thread(storage.size, key)
-    if not size:
-        raise Invalid("The uploaded file is empty.", field="video")
-    return key, size
-
-
 async def trial_videos(tx: AsyncSession, trial_id: UUID) -> list[Video]:
-    stmt = select(Video).where(Video.trial_id == trial_id).order_by(Video.created_at)
+    stmt = select(Video).where(Video.trial_id == trial_id).order_by(Video.created_at, Video.id)
     return list((await tx.scalars(stmt)).all())
+
+
+async def _require_reader(tx: AsyncSession, caller: Caller | None, session_id: UUID) -> None:
+    """Owners of the session and the admin and backend groups read its videos."""
+    if caller is None:
+        raise NotAuthenticated("Authentication credentials were not provided.")
+    if caller.privileged:
+        return
+    owner = await tx.scalar(select(KnownSession.user_id).where(KnownSession.id == session_id))
+    if owner is None or owner != caller.user_id:
+        raise NotFound()
+
+
+async def readable_video(tx: AsyncSession, caller: Caller | None, video_id: UUID) -> Video:
+    video = await tx.get(Video, video_id)
+    if video is None and caller is None:
+        raise NotAuthenticated("Authentication credentials were not provided.")
+    if video is None:
+        raise NotFound()
+    await _require_reader(tx, caller, video.session_id)
+    return video
+
+
+async def readable_trial_videos(
+    tx: AsyncSession, caller: Caller | None, trial_id: UUID
+) -> list[Video]:
+    trial = await tx.get(UploadTrial, trial_id)
+    if trial is None and caller is None:
+        raise NotAuthenticated("Authentication credentials were not provided.")
+    if trial is None:
+        raise NotFound()
+    await _require_reader(tx, caller, trial.session_id)
+    return await trial_videos(tx, trial_id)
+
+
+async def may_read(tx: AsyncSession, caller: Caller | None, video: Video) -> bool:
+    """Whether the caller of a PATCH gets the video's download link in the answer."""
+    try:
+        await _require_reader(tx, caller, video.session_id)
+    except (NotAuthenticated, NotFound):
+        return False
+    return True
