@@ -155,10 +155,15 @@ def storage(s3_settings: S3Settings) -> Storage:
     return Storage(s3_settings)
 
 
+def database_for(service: str) -> str:
+    """The database of `service`'s tests: `<TEST_DB_PREFIX>_<service>` (default pytest_…)."""
+    return f"{os.environ.get('TEST_DB_PREFIX', 'pytest')}_{service}"
+
+
 async def migrated_engine(postgres_url: str, service: str) -> AsyncEngine:
     """A fresh, migrated database `<TEST_DB_PREFIX>_<service>` and an engine on it
     (TEST_DB_PREFIX, default `pytest`, keeps two test runs on one server apart)."""
-    name = f"{os.environ.get('TEST_DB_PREFIX', 'pytest')}_{service}"
+    name = database_for(service)
     url = f"{postgres_url}/{name}"
     admin = create_engine(f"{postgres_url}/postgres", isolation_level="AUTOCOMMIT", pool_size=1)
     async with admin.connect() as conn:

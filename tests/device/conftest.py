@@ -20,7 +20,7 @@ from device_service.read_model import ReadModel
 from shared.config import S3Settings
 from shared.db import utcnow
 from shared.events import Envelope, Event, SessionCreated, TrialStarted, TrialStopped
-from tests.conftest import api_client, migrated_engine, rolled_back
+from tests.conftest import api_client, database_for, migrated_engine, rolled_back
 
 PUBLIC_URL = "https://api.example.org"
 
@@ -42,7 +42,7 @@ async def tx(engine: AsyncEngine) -> AsyncIterator[AsyncSession]:
 def settings(s3_settings: S3Settings, postgres_url: str) -> Settings:
     return Settings(
         **s3_settings.model_dump(),
-        database_url=f"{postgres_url}/pytest_device",
+        database_url=f"{postgres_url}/{database_for('device')}",
         public_url=PUBLIC_URL,
         log_json=False,
     )

@@ -30,7 +30,7 @@ from shared.events import (
 )
 from shared.identity import token_hash
 from shared.storage import Storage
-from tests.conftest import api_client, migrated_engine, rolled_back
+from tests.conftest import api_client, database_for, migrated_engine, rolled_back
 
 OWNER_ID, OTHER_ID, BACKEND_ID, ADMIN_ID = 11, 12, 2, 1
 T0 = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
@@ -53,7 +53,7 @@ async def tx(engine: AsyncEngine) -> AsyncIterator[AsyncSession]:
 def settings(s3_settings: S3Settings, postgres_url: str) -> Settings:
     return Settings(
         **s3_settings.model_dump(),
-        database_url=f"{postgres_url}/pytest_results",
+        database_url=f"{postgres_url}/{database_for('results')}",
         log_json=False,
     )
 

@@ -11,9 +11,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from shared.db import create_engine, create_sessionmaker
 from shared.migrations import create_database
 from shared.outbox import OUTBOX_TRIGGER_SQL
+from tests.conftest import database_for
 from tests.shared.support import Base
 
-DATABASE = "pytest_shared"
+DATABASE = database_for("shared")
 
 
 @pytest.fixture(scope="session")

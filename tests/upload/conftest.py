@@ -20,7 +20,7 @@ from shared.events import (
     UserUpdated,
 )
 from shared.identity import token_hash
-from tests.conftest import api_client, migrated_engine, rolled_back
+from tests.conftest import api_client, database_for, migrated_engine, rolled_back
 from upload_service import consumers
 from upload_service.api import units
 from upload_service.config import Settings
@@ -50,7 +50,7 @@ async def tx(engine: AsyncEngine) -> AsyncIterator[AsyncSession]:
 def settings(s3_settings: S3Settings, postgres_url: str) -> Settings:
     return Settings(
         **s3_settings.model_dump(),
-        database_url=f"{postgres_url}/pytest_upload",
+        database_url=f"{postgres_url}/{database_for('upload')}",
         public_url=PUBLIC_URL,
         log_json=False,
         upload_signing_secret=SECRET,

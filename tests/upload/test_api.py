@@ -14,6 +14,7 @@ from tests.upload.conftest import (
     CONTENT,
     PUBLIC_URL,
     SECRET,
+    caller,
     client_for,
     form,
     joined_trial,
@@ -39,9 +40,44 @@ async def test_presign_for_a_session_nobody_joined_is_404(client):
 
 
 async def test_presign_for_a_session_id_that_is_not_a_uuid_is_404(client):
-    response = await client.get("/sessions/null/get_presigned_url/", params={"fileName": "x.mov"})
+    response = await client.get("/sessions/nonsense/get_presigned_url/")
 
     assert response.status_code == 404
+
+
+async def test_the_stock_pipeline_presigns_and_uploads_a_result_file(client, storage):
+    # opencap-core: GET sessions/null/get_presigned_url/ with a form body, no token
+    response = await client.request(
+        "GET", "/sessions/null/get_presigned_url/", data={"fileName": "ab-c/../Settings_1.yaml"}
+    )
+
+    assert response.status_code == 200, response.text
+    presigned = response.json()
+    key = presigned["fields"]["key"]
+    assert re.fullmatch(r"[0-9a-f]{8}(-[0-9a-f]{4}){3}-[0-9a-f]{12}-abc..Settings_1.yaml", key)
+    assert key[key.rfind("-") + 1 :] == "abc..Settings_1.yaml"  # the name the pipeline reads
+    stored = await post_upload(client, presigned, b"settings: 1\n")
+    assert stored.status_code == 204
+    assert storage.size(key) == len(b"settings: 1\n")
+
+
+async def test_only_the_pipeline_presigns_result_files_when_a_token_is_sent(client, tx):
+    phone_owner = await caller(tx, 7)
+    pipeline = await caller(tx, 2, ("backend",))
+
+    refused = await client.get("/sessions/null/get_presigned_url/", headers=phone_owner)
+    allowed = await client.get("/sessions/null/get_presigned_url/", headers=pipeline)
+
+    assert (refused.status_code, allowed.status_code) == (403, 200)
+    assert allowed.json()["fields"]["key"].endswith("-result")
+
+
+async def test_anonymous_result_presigns_can_be_turned_off(settings, tx):
+    closed = settings.model_copy(update={"anonymous_result_presign": False})
+    async with client_for(create_app(closed), tx) as client:
+        response = await client.get("/sessions/null/get_presigned_url/")
+
+    assert response.status_code == 403
 
 
 async def test_presign_has_exactly_the_fields_the_phones_decode(client, tx):

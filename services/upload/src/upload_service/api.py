@@ -12,7 +12,8 @@ from fastapi import APIRouter, Depends, Request, Response
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.db import Tx
-from shared.errors import Invalid, NotFound
+from shared.errors import Forbidden, Invalid, NotFound
+from shared.forms import read_fields
 from shared.identity import Caller, caller
 from upload_service import direct, receive, service
 from upload_service.formstream import small_fields
@@ -45,7 +46,19 @@ async def who(tx: AsyncSession, request: Request) -> Caller | None:
 
 @router.get("/sessions/{session_id}/get_presigned_url/")
 async def get_presigned_url(session_id: str, request: Request, tx: Tx) -> dict:
-    return await service.presign(tx, parse_id(session_id), request.app.state.settings)
+    """A phone's video upload policy; with `null` as the session, the stock pipeline's
+    policy for a result file (its `fileName` comes in the GET's form body)."""
+    settings = request.app.state.settings
+    if session_id != "null":
+        return await service.presign(tx, parse_id(session_id), settings)
+    found = await who(tx, request)
+    if (found is None and not settings.anonymous_result_presign) or (
+        found is not None and not found.privileged
+    ):
+        raise Forbidden("Only the processing pipeline uploads result files.")
+    fields = await read_fields(request)
+    name = fields.get("fileName") or request.query_params.get("fileName")
+    return await service.presign_result(tx, name, settings)
 
 
 @router.post("/uploads/", status_code=204)

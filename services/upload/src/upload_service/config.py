@@ -24,6 +24,12 @@ class Settings(ServiceSettings):
     # at ~20 Mbit/s with one retry. (The original: 20 min, measured from the presign.)
     upload_policy_ttl_seconds: int = 7200
     max_video_bytes: int = 5 * 1024**3
+    # Result files of the stock pipeline (`GET /sessions/null/get_presigned_url/` with a
+    # `fileName`): opencap-core asks without a token, so that call stays open unless this
+    # is turned off (once every worker uses the SDK, which needs no presign). A caller who
+    # does send a token must be in the backend or admin group. Keys are made here.
+    anonymous_result_presign: bool = True
+    max_result_bytes: int = 2 * 1024**3
     # Streaming into S3: parts of this size (>= 5 MiB), taken from a pool of this many
     # buffers shared by all uploads of the process (memory bound: 4 x 6 MiB = 24 MiB),
     # with at most this many parts of one upload in flight at once.

@@ -1,6 +1,7 @@
 """Use cases of the upload service. Each takes the open transaction `tx` and never commits."""
 
 import asyncio
+import re
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import timedelta
@@ -23,6 +24,7 @@ from upload_service.models import KnownSession, Outbox, UploadKey, UploadTrial, 
 from upload_service.schemas import VideoPatch
 
 PRODUCER = "upload"
+SAFE_NAME = re.compile(r"[^A-Za-z0-9._]")
 MAX_CHAIN = 50
 
 # Short transactions, one per `async with units() as tx:`, for callers that must not hold
@@ -65,11 +67,13 @@ async def presign(tx: AsyncSession, session_id: UUID, settings: Settings) -> dic
     now = utcnow()
     key = f"{uuid4()}.mov"
     ttl = timedelta(seconds=settings.upload_policy_ttl_seconds)
-    policy_b64, signature = policy.issue(
-        key, now, ttl, settings.max_video_bytes, settings.upload_signing_secret
-    )
     tx.add(UploadKey(key=key, session_id=session_id, expires_at=now + ttl, created_at=now))
     await extend_deadlines(tx, chain, now)
+    return _upload_form(key, now, ttl, settings.max_video_bytes, settings)
+
+
+def _upload_form(key: str, now, ttl: timedelta, max_bytes: int, settings: Settings) -> dict:
+    policy_b64, signature = policy.issue(key, now, ttl, max_bytes, settings.upload_signing_secret)
     return {
         "url": f"{settings.public_base}/uploads/",
         "fields": {
@@ -82,11 +86,24 @@ async def presign(tx: AsyncSession, session_id: UUID, settings: Settings) -> dic
     }
 
 
+async def presign_result(tx: AsyncSession, file_name: Any, settings: Settings) -> dict[str, Any]:
+    """An upload policy for one result file of the pipeline, under `<uuid4>-<fileName>`
+    (the name made safe and without '-': clients read it back after the last '-')."""
+    name = SAFE_NAME.sub("", str(file_name or "").replace("-", ""))[-100:] or "result"
+    key, now = f"{uuid4()}-{name}", utcnow()
+    ttl = timedelta(seconds=settings.upload_policy_ttl_seconds)
+    tx.add(UploadKey(key=key, session_id=None, expires_at=now + ttl, created_at=now))
+    return _upload_form(key, now, ttl, settings.max_result_bytes, settings)
+
+
 async def open_upload(tx: AsyncSession, key: str) -> list[UUID]:
-    """An upload to `key` begins: the sessions whose deadlines its progress extends."""
+    """An upload to `key` begins: the sessions whose deadlines its progress extends (none
+    for a result file, whose key has no session)."""
     issued = await tx.get(UploadKey, key)
-    if issued is None or issued.session_id is None:
+    if issued is None:
         raise Forbidden("This upload key was not issued here.")
+    if issued.session_id is None:
+        return []
     if await tx.scalar(select(exists().where(Video.key == key))):
         raise Conflict("This upload is already attached to a video: ask for a new key.")
     chain = await session_chain(tx, issued.session_id)
