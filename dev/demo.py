@@ -93,18 +93,22 @@ def report(trial: dict, timeline: Timeline, phones: list[Phone]) -> bool:
         (r for r in trial["results"] if r["tag"] == "video_facts"), key=lambda r: r["device_id"]
     )
     thumbs = {r["device_id"]: r["media"] for r in trial["results"] if r["tag"] == "thumbnail"}
+    offsets = next((r["meta"] for r in trial["results"] if r["tag"] == "sync_offsets"), {}) or {}
     print(f"  {len(trial['videos'])} videos, {len(trial['results'])} results")
     print(
         f"  {'camera':<6} {'phone':<37} {'codec':<6} {'size':<8} {'fps':>5} {'frames':>6} "
-        f"{'seconds':>7}  thumbnail"
+        f"{'seconds':>7} {'offset':>7}  thumbnail"
     )
     for result in facts:
         m, camera = result["meta"], result["device_id"]
+        offset = offsets.get(camera, 0.0 if camera == "Cam0" else None)
+        shown = "-" if offset is None else f"{offset:+.3f}"
         print(
             f"  {camera:<6} {m['device_id']:<37} {m['codec']:<6} {m['width']}x{m['height']:<4} "
-            f"{m['frame_rate']:>5} {m['frame_count']:>6} {m['duration_s']:>7}  "
+            f"{m['frame_rate']:>5} {m['frame_count']:>6} {m['duration_s']:>7} {shown:>7}  "
             f"{thumbs.get(camera, '-').split('?')[0]}"
         )
+    print("  (offset: seconds each camera's clip lags camera 0, estimated from the motion)")
     if trial["status"] == "done":
         print(
             f"  record -> all cameras connected: {phase(timeline, 'record', 'cameras connected')}"
