@@ -21,7 +21,11 @@ async def read_fields(request: Request) -> dict[str, Any]:
     if content_type in ("application/x-www-form-urlencoded", "multipart/form-data"):
         form = await request.form()
         return {key: value for key, value in form.multi_items()}
-    body = await request.body()
+    return json_object(await request.body())
+
+
+def json_object(body: bytes) -> dict[str, Any]:
+    """A JSON body that must be an object; an empty body is an empty object."""
     if not body.strip():
         return {}
     try:

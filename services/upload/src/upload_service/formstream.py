@@ -8,7 +8,6 @@ client is slowed down by TCP back-pressure whenever the consumer is slower than 
 """
 
 import asyncio
-import json
 from collections import deque
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -21,6 +20,7 @@ from python_multipart.multipart import parse_options_header
 from starlette.requests import ClientDisconnect, Request
 
 from shared.errors import DomainError, Invalid, PayloadTooLarge
+from shared.forms import json_object
 
 MAX_FIELDS = 32
 CUT_SHORT = "The request body ended before the end of the file: upload it again."
@@ -172,12 +172,4 @@ async def small_fields(request: Request, limit: int) -> dict[str, Any]:
     kind, _ = parse_options_header(request.headers.get("content-type", ""))
     if kind == b"application/x-www-form-urlencoded":
         return dict(parse_qsl(body.decode("utf-8", errors="replace"), keep_blank_values=True))
-    if not body.strip():
-        return {}
-    try:
-        data = json.loads(body)
-    except ValueError as exc:
-        raise Invalid(f"JSON parse error - {exc}") from None
-    if not isinstance(data, dict):
-        raise Invalid("Expected a JSON object.")
-    return data
+    return json_object(body)
