@@ -1,11 +1,16 @@
-# One image for the four services and the reference pipeline worker; the command picks the
-# process (see docker-compose.yml and deploy/k8s):
-#   API:        uvicorn <name>_service.main:create_app --factory --host 0.0.0.0 --port 8000
-#   worker:     python -m <name>_service.worker
-#   migrations: alembic -c services/<name>/alembic.ini upgrade head
+# One image recipe for the four services and the reference pipeline worker.
+#   docker build --build-arg SERVICE=device -t opencap/device .
+# SERVICE picks what the image runs by default: the service's API. The same image also runs
+# (as docker-compose.yml and deploy/k8s do, by overriding the command):
+#   worker:     python -m <service>_service.worker
+#   migrations: alembic -c services/<service>/alembic.ini upgrade head
 #   pipeline:   python -m pipeline.reference
+# The health check asks HEALTH_URL: the API's /healthz by default, a worker's metrics port
+# (http://127.0.0.1:9100/metrics) when it runs a worker.
 FROM python:3.11-slim
-ENV PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
+ARG SERVICE=session
+ENV PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    SERVICE=${SERVICE} HEALTH_URL=http://127.0.0.1:8000/healthz
 RUN apt-get update && apt-get install -y --no-install-recommends ffmpeg \
     && rm -rf /var/lib/apt/lists/* \
     && useradd --create-home --uid 10001 opencap
@@ -20,3 +25,6 @@ RUN pip install --no-deps ./shared ./services/session ./services/device ./servic
     ./services/results ./pipeline
 USER 10001
 EXPOSE 8000 9100
+HEALTHCHECK --interval=15s --timeout=3s --retries=4 \
+    CMD python -c "import os, urllib.request; urllib.request.urlopen(os.environ['HEALTH_URL'], timeout=3)"
+CMD ["sh", "-c", "exec uvicorn ${SERVICE}_service.main:create_app --factory --host 0.0.0.0 --port 8000"]

@@ -5,13 +5,14 @@ PY := $(VENV)/bin/python
 UV := python3 -m uv
 export UV_PYTHON_DOWNLOADS := never
 
-.PHONY: help install infra certs up down status demo test lint lock
+.PHONY: help install infra certs up down status demo test bench lint lock
 
 help:
 	@echo "make demo    run one three-camera trial from recording to results (starts what it needs)"
 	@echo "make test    run the whole test suite, end-to-end test included"
 	@echo "make up      start everything in the background (gateway on http://127.0.0.1:8000)"
 	@echo "make down    stop what 'make up' started"
+	@echo "make bench   the benchmarks (status poll, propagation, upload), figures beside references"
 	@echo "make certs   the local CA and gateway certificate (phones need HTTPS on 443)"
 	@echo "make lint    ruff and the import contracts"
 
@@ -43,6 +44,12 @@ demo: install infra
 
 test: install infra lint
 	$(PY) -m pytest
+
+bench: install infra
+	@command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq --no-install-recommends wrk)
+	$(PY) -m bench.status_poll
+	$(PY) -m bench.propagation
+	$(PY) -m bench.upload
 
 lint: install
 	$(VENV)/bin/ruff check .

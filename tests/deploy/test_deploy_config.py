@@ -70,6 +70,16 @@ def test_alert_rules_pass_promtool_checks_and_unit_tests():
     run(tool("promtool"), "test", "rules", str(DEPLOY / "prometheus" / "alerts_test.yml"))
 
 
+def test_the_kubernetes_prometheus_rule_carries_the_same_alerts_as_alerts_yml():
+    import yaml
+
+    alerts = yaml.safe_load((DEPLOY / "prometheus" / "alerts.yml").read_text())
+    rule = yaml.safe_load((DEPLOY / "k8s" / "base" / "prometheus-rule.yaml").read_text())
+
+    assert rule["kind"] == "PrometheusRule"
+    assert rule["spec"]["groups"] == alerts["groups"]
+
+
 def test_dashboard_panels_are_unique_and_their_queries_parse(tmp_path):
     dashboard = json.loads((DEPLOY / "grafana" / "dashboards" / "opencap.json").read_text())
     ids = [panel["id"] for panel in dashboard["panels"]]

@@ -248,3 +248,14 @@ def test_presence_of_other_replicas_keeps_the_latest_poll():
     read_model.merge_seen([(uuid4(), phone, 10.0)])  # a session this replica does not hold
 
     assert read_model.sessions[session_id].seen == {phone: 100.0}
+
+
+def test_the_connected_phones_gauge_counts_recent_pollers_only():
+    read_model = ReadModel()
+    view = read_model.view(uuid4())
+    recent, earlier = uuid4(), uuid4()
+
+    read_model.saw(view, recent)
+    view.seen[earlier] = view.seen[recent] - 60
+
+    assert read_model.connected_phones() == 1

@@ -47,6 +47,11 @@ EVENT_LAG = Histogram(
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.25, 0.5, 1, 5, 30),
 )
 SESSIONS_HELD = Gauge("device_read_model_sessions", "Sessions held in this replica's memory")
+PHONES_CONNECTED = Gauge(
+    "phones_connected",
+    "Phones that polled in the last 5 s (replicas share presence: take the max, not the sum)",
+)
+CONNECTED_SECONDS = 5.0
 
 MISSING_SECONDS = 1.0  # an unknown session id is looked up again after this long
 MISSING_KEPT = 10_000
@@ -63,6 +68,7 @@ class ReadModel:
         self.missing: dict[UUID, float] = {}  # unknown session id -> until when it is
         self._registering: dict[tuple[UUID, UUID], asyncio.Future] = {}
         SESSIONS_HELD.set_function(lambda: len(self.sessions))
+        PHONES_CONNECTED.set_function(self.connected_phones)
 
     # ── database access ──
 
@@ -108,6 +114,10 @@ class ReadModel:
         if len(view.seen) > SEEN_KEPT:  # made-up device ids: keep the most recent half
             recent = sorted(view.seen.items(), key=lambda item: item[1])[SEEN_KEPT // 2 :]
             view.seen = dict(recent)
+
+    def connected_phones(self) -> int:
+        cutoff = time.time() - CONNECTED_SECONDS
+        return sum(1 for v in self.sessions.values() for at in v.seen.values() if at >= cutoff)
 
     def remember_text(self, text: str, view: SessionView) -> None:
         """`text` (a session id as polled) names `view` from now on."""
