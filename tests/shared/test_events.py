@@ -29,9 +29,11 @@ from shared.events import (
     ResultsRecorded,
     ResultsRemoved,
     SessionCreated,
+    SessionDeleted,
     SessionUpdated,
     TokenIssued,
     TokenRevoked,
+    TrialDeleted,
     TrialFinished,
     TrialMetaUpdated,
     TrialQueued,
@@ -81,9 +83,14 @@ SAMPLES: dict[str, tuple[str, Event]] = {
             new_session_id=UUID(int=5),
             calibration_session_id=UUID(int=6),
             public=True,
+            subject_id=12,
         ),
     ),
-    "user.updated": ("session", UserUpdated(user_id=7, groups=["backend"], is_active=True)),
+    "session.deleted": ("session", SessionDeleted(session_id=SESSION)),
+    "user.updated": (
+        "session",
+        UserUpdated(user_id=7, groups=["backend"], is_active=True, verified=False),
+    ),
     "user.token_issued": ("session", TokenIssued(key_hash="ab" * 32, user_id=7)),
     "user.token_revoked": ("session", TokenRevoked(key_hash="ab" * 32)),
     "trial.started": (
@@ -93,6 +100,7 @@ SAMPLES: dict[str, tuple[str, Event]] = {
     "trial.stopped": ("session", TrialStopped(trial_id=TRIAL, session_id=SESSION)),
     "trial.queued": ("session", TrialQueued(trial_id=TRIAL, session_id=SESSION, job_id=JOB)),
     "trial.renamed": ("session", TrialRenamed(trial_id=TRIAL, session_id=SESSION, name="run")),
+    "trial.deleted": ("session", TrialDeleted(trial_id=TRIAL, session_id=SESSION)),
     "trial.meta_updated": (
         "session",
         TrialMetaUpdated(

@@ -70,3 +70,18 @@ async def test_unknown_revoked_and_deactivated_tokens_are_refused(db):
     await announce(db, UserUpdated(user_id=4, is_active=False))
     with pytest.raises(NotAuthenticated):
         await who(db, f"Token {'b' * 40}")
+
+
+async def test_a_user_between_password_and_e_mail_code_may_not_act_as_owner(db):
+    await announce(
+        db,
+        UserUpdated(user_id=5, verified=False),
+        TokenIssued(key_hash=token_hash("c" * 40), user_id=5),
+    )
+
+    found = await who(db, f"Token {'c' * 40}")
+
+    assert found == Caller(5, (), verified=False)
+    assert not found.may_act
+    await announce(db, UserUpdated(user_id=5, verified=True))
+    assert (await who(db, f"Token {'c' * 40}")).may_act

@@ -84,15 +84,25 @@ class SessionUpdated(Event):
     new_session_id: UUID | None = None
     calibration_session_id: UUID | None = None
     public: bool = False
+    subject_id: int | None = None
+
+
+class SessionDeleted(Event):
+    """The session and all its trials are gone: forget them, and their stored objects."""
+
+    type: ClassVar[str] = "session.deleted"
+    session_id: UUID
 
 
 class UserUpdated(Event):
-    """A user's groups or active flag changed (or the user was created)."""
+    """A user's groups, active flag or e-mail code step changed (or the user was created).
+    `verified`: past the e-mail code step, as the session service requires for owners."""
 
     type: ClassVar[str] = "user.updated"
     user_id: int
     groups: list[str] = []
     is_active: bool = True
+    verified: bool = True
 
 
 class TokenIssued(Event):
@@ -131,6 +141,14 @@ class TrialQueued(Event):
     trial_id: UUID
     session_id: UUID
     job_id: UUID | None = None
+
+
+class TrialDeleted(Event):
+    """The trial is gone (with its videos and results): forget it and its stored objects."""
+
+    type: ClassVar[str] = "trial.deleted"
+    trial_id: UUID
+    session_id: UUID
 
 
 class TrialRenamed(Event):
@@ -340,6 +358,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
     for cls in (
         SessionCreated,
         SessionUpdated,
+        SessionDeleted,
         UserUpdated,
         TokenIssued,
         TokenRevoked,
@@ -347,6 +366,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
         TrialStopped,
         TrialQueued,
         TrialRenamed,
+        TrialDeleted,
         TrialMetaUpdated,
         TrialFinished,
         DeviceJoined,

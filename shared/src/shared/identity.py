@@ -41,6 +41,13 @@ def token_key(header: str | None) -> str | None:
 class Caller:
     user_id: int
     groups: tuple[str, ...] = ()
+    verified: bool = True  # past the e-mail code step
+
+    @property
+    def may_act(self) -> bool:
+        """Whether the caller may use owner routes: past the e-mail code step, or the
+        pipeline's or an admin's token (which never go through it)."""
+        return self.verified or self.privileged
 
     def in_group(self, *names: str) -> bool:
         return any(name in self.groups for name in names)
@@ -61,6 +68,7 @@ class ApiUserMixin:
     user_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
     groups: Mapped[list[str]] = mapped_column(ARRAY(String(64)))
     is_active: Mapped[bool] = mapped_column(Boolean)
+    verified: Mapped[bool] = mapped_column(Boolean, default=True, server_default="true")
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
@@ -72,21 +80,26 @@ async def caller(
     if key is None:
         return None
     stmt = (
-        select(users.user_id, users.groups, users.is_active)
+        select(users.user_id, users.groups, users.is_active, users.verified)
         .join(tokens, tokens.user_id == users.user_id)
         .where(tokens.key_hash == token_hash(key))
     )
     row = (await tx.execute(stmt)).first()
     if row is None or not row.is_active:
         raise NotAuthenticated("Invalid token.")
-    return Caller(row.user_id, tuple(row.groups))
+    return Caller(row.user_id, tuple(row.groups), row.verified)
 
 
 def identity_handlers(tokens: type[ApiTokenMixin], users: type[ApiUserMixin]) -> dict:
     """Event handlers that keep a service's copy of users and token hashes current."""
 
     async def on_user_updated(tx: AsyncSession, event: UserUpdated) -> None:
-        values = {"groups": event.groups, "is_active": event.is_active, "updated_at": utcnow()}
+        values = {
+            "groups": event.groups,
+            "is_active": event.is_active,
+            "verified": event.verified,
+            "updated_at": utcnow(),
+        }
         stmt = insert(users).values(user_id=event.user_id, **values)
         await tx.execute(stmt.on_conflict_do_update(index_elements=["user_id"], set_=values))
 
