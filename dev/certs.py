@@ -5,7 +5,7 @@ certificate it trusts. For local runs: `make certs` (or `python -m dev.certs`) w
 `.run/certs/{ca.pem,ca.key,server.pem,server.key}`; install ca.pem on the phones (a
 configuration profile, then Settings > General > About > Certificate Trust Settings) and
 set PUBLIC_URL to https://<this machine's address>. The server certificate names
-localhost, this host's name and addresses, and loopback addresses 127.0.0.1–127.0.0.9
+localhost, this host's name and addresses, and loopback addresses 127.0.0.1–127.0.0.31
 (the local stacks' gateways).
 """
 
@@ -76,7 +76,7 @@ def make_ca(folder: Path) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]
 
 def local_names() -> tuple[list[str], list[str]]:
     hosts = {"localhost", socket.gethostname()}
-    addresses = {f"127.0.0.{i}" for i in range(1, 10)}
+    addresses = {f"127.0.0.{i}" for i in range(1, 32)}
     with contextlib.suppress(OSError):
         addresses |= {
             info[4][0]

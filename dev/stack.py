@@ -102,7 +102,7 @@ TEST = Layout(
     base_port=_E2E,
     db_prefix=f"test{_E2E}_opencap",
     vhost=f"opencap_test{_E2E}",
-    tls_host=f"127.0.0.{min(max(2 + (_E2E - 18000) // 1000, 2), 9)}",
+    tls_host=f"127.0.0.{min(max(2 + (_E2E - 18000) // 1000, 2), 31)}",
 )
 
 
