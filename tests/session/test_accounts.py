@@ -556,8 +556,9 @@ async def test_a_deleted_account_loses_its_data_and_tokens_and_the_services_are_
     assert await tx.scalar(select(Session.id).where(Session.id == session.id)) is None
     rows = {row.routing_key: row.body["data"] for row in await outbox_rows(tx)}
     assert rows == {
-        "user.updated": {"user_id": alice.id, "groups": [], "is_active": False},
+        "user.updated": {"user_id": alice.id, "groups": [], "is_active": False, "verified": True},
         "user.token_revoked": {"key_hash": key_hash},
+        "session.deleted": {"session_id": str(session.id)},
     }
     assert (await client.get("/user-groups/", headers=as_alice)).status_code == 403
     gone = await client.post("/login/", json={"username": "alice", "password": PASSWORD})

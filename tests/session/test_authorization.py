@@ -161,7 +161,7 @@ async def mail_codes(tx: AsyncSession, world: "World") -> None:
     """Every user has a live e-mailed code (for `/verify/`)."""
     for actor, user_id in world.user_ids.items():
         user = await tx.get(User, user_id)
-        await start_otp_challenge(user, world.settings)
+        await start_otp_challenge(tx, user, world.settings)
         world.codes[actor] = world.mailbox.code_for(user.email)
     world.codes["unverified"] = world.codes["owner"]
 

@@ -34,7 +34,31 @@ def json_object(body: bytes) -> dict[str, Any]:
         raise Invalid(f"JSON parse error - {exc}") from None
     if not isinstance(data, dict):
         raise Invalid("Expected a JSON object.")
-    return data
+    return storable(data)
+
+
+def storable(value: Any) -> Any:
+    """`value` if every text in it can be stored: no NUL character, no lone surrogate
+    (JSON lets `\\u0000` and `\\ud800` through; PostgreSQL refuses both)."""
+    if isinstance(value, str):
+        if "\x00" in value or not value.isascii() and _has_lone_surrogate(value):
+            raise Invalid("Text cannot contain NUL characters or invalid Unicode.")
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            storable(key)
+            storable(item)
+    elif isinstance(value, list):
+        for item in value:
+            storable(item)
+    return value
+
+
+def _has_lone_surrogate(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
 
 
 async def close_files(fields: dict[str, Any]) -> None:
@@ -48,7 +72,7 @@ def json_field(value: Any, field: str) -> Any:
     """A JSON value given either as JSON or as JSON text in a form field."""
     if isinstance(value, str):
         try:
-            return json.loads(value) if value.strip() else None
+            return storable(json.loads(value)) if value.strip() else None
         except ValueError:
             raise Invalid("Value must be valid JSON.", field=field) from None
     if isinstance(value, UploadFile):

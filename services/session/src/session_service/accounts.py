@@ -16,8 +16,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from session_service.auth import authenticate, hash_password, mint_token, user_changed
 from session_service.config import Settings
 from session_service.mail import send_mail
-from session_service.models import Outbox, PasswordReset, Token, User
+from session_service.models import Outbox, PasswordReset, Session, Token, User
 from session_service.models.accounts import INSTITUTIONAL_USES
+from session_service.sessions import delete_sessions
 from shared.db import utcnow
 from shared.errors import Forbidden, Invalid, NotFound
 from shared.events import TokenRevoked
@@ -124,10 +125,11 @@ async def login(tx: AsyncSession, fields: dict[str, Any], settings: Settings) ->
         raise Invalid("Unable to log in with provided credentials.", field="non_field_errors")
     remembered = user.otp_verified and user.otp_skip_till and user.otp_skip_till > utcnow()
     challenge = not remembered and not settings.otp_auto_pass
-    if settings.otp_auto_pass:
+    if settings.otp_auto_pass and not user.otp_verified:
         user.otp_verified = True
+        user_changed(tx, user)
     elif challenge:
-        await start_otp_challenge(user, settings)
+        await start_otp_challenge(tx, user, settings)
     return {
         "token": mint_token(tx, user),
         "user_id": user.id,
@@ -136,25 +138,32 @@ async def login(tx: AsyncSession, fields: dict[str, Any], settings: Settings) ->
     }
 
 
-async def start_otp_challenge(user: User, settings: Settings) -> None:
-    """A new six-digit code, mailed; the user is unverified until it is entered."""
+async def start_otp_challenge(tx: AsyncSession, user: User, settings: Settings) -> None:
+    """A new six-digit code, mailed; the user is unverified until it is entered (the other
+    services are told, so they refuse the user's token meanwhile too)."""
     code = f"{secrets.randbelow(10**6):06d}"
+    was_verified = user.otp_verified
     user.otp_verified, user.otp_skip_till, user.otp_failures = False, None, 0
     user.otp_code_hash = _sha256(f"{user.id}:{code}")
     user.otp_code_expires_at = utcnow() + timedelta(seconds=settings.otp_code_ttl_seconds)
     if settings.otp_auto_pass:
         user.otp_verified = True
         return
+    if was_verified:
+        user_changed(tx, user)
     minutes = settings.otp_code_ttl_seconds // 60
     text = f"Your OpenCap verification code is {code}. It is valid for {minutes} minutes."
     await send_mail(settings, user.email, "Opencap - Verification Code", text)
 
 
-def verify_otp(user: User, code: Any, remember: bool, settings: Settings) -> None:
+def verify_otp(tx: AsyncSession, user: User, code: Any, remember: bool, settings: Settings) -> None:
+    was_verified = user.otp_verified
     if settings.otp_auto_pass:
         user.otp_verified = True
     else:
         _check_code(user, code, settings)
+    if not was_verified:
+        user_changed(tx, user)
     if remember:
         user.otp_skip_till = utcnow() + timedelta(days=settings.otp_remember_days)
 
@@ -235,4 +244,6 @@ async def delete_account(tx: AsyncSession, user: User, fields: dict[str, Any]) -
     user.is_active = False
     user_changed(tx, user)
     await revoke_tokens(tx, user)
+    owned = select(Session.id).where(Session.user_id == user.id)
+    await delete_sessions(tx, list((await tx.scalars(owned)).all()))
     await tx.delete(user)

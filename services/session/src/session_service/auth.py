@@ -49,8 +49,14 @@ def mint_token(tx: AsyncSession, user: User) -> str:
 
 
 def user_changed(tx: AsyncSession, user: User) -> None:
-    """Tell the other services a user's groups or active flag (after a flush: needs the id)."""
-    event = UserUpdated(user_id=user.id, groups=list(user.groups), is_active=user.is_active)
+    """Tell the other services a user's groups, active flag and e-mail code step (after a
+    flush: needs the id)."""
+    event = UserUpdated(
+        user_id=user.id,
+        groups=list(user.groups),
+        is_active=user.is_active,
+        verified=bool(user.otp_verified),
+    )
     record(tx, Outbox, event, producer="session")
 
 

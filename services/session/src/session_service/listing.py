@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from session_service.models import Session, Subject, Trial, User
 from shared.errors import Invalid, NotFound
 
+MAX_ROWS = 10**6
 COUNTED = and_(
     Trial.name.is_distinct_from("calibration"),
     or_(Trial.name.is_distinct_from("neutral"), Trial.status == "done"),
@@ -24,14 +25,18 @@ def _flag(body: Mapping[str, Any], name: str) -> bool:
     return body.get(name) in (True, "true", "True", 1, "1")
 
 
-def _int(body: Mapping[str, Any], name: str) -> int | None:
+def _int(body: Mapping[str, Any], name: str, bounded: bool = True) -> int | None:
+    """An integer field; paging fields must lie in -1..MAX_ROWS (ids may be any)."""
     value = body.get(name)
     if value in (None, ""):
         return None
     try:
-        return int(value)
-    except (TypeError, ValueError):
+        number = int(value)
+    except (TypeError, ValueError, OverflowError):
         raise Invalid("A valid integer is required.", field=name) from None
+    if bounded and not -1 <= number <= MAX_ROWS:
+        raise Invalid(f"Ensure this value is between -1 and {MAX_ROWS}.", field=name)
+    return number
 
 
 def _sort_columns(body: Mapping[str, Any]) -> list:
@@ -68,7 +73,7 @@ async def _filtered(tx: AsyncSession, user: User, body: Mapping[str, Any]) -> Se
         stmt = stmt.where(or_(Session.trashed.is_(True), trashed_trial))
     elif not _flag(body, "include_trashed"):
         stmt = stmt.where(Session.trashed.is_(False))
-    subject_id = _int(body, "subject_id")
+    subject_id = _int(body, "subject_id", bounded=False)
     if subject_id is not None:
         subject = await tx.get(Subject, subject_id) if 0 < subject_id < 2**31 else None
         if subject is None or subject.user_id != user.id:

@@ -17,7 +17,7 @@ from sqlalchemy.orm import aliased
 from session_service.models import Outbox, Session, Subject, Trial, User, Video
 from shared.db import utcnow
 from shared.errors import Invalid, NotFound, Unauthorized
-from shared.events import Event, SessionCreated
+from shared.events import Event, SessionCreated, SessionDeleted, TrialDeleted
 from shared.outbox import record
 from shared.storage import Storage
 
@@ -185,7 +185,10 @@ async def set_subject(tx: AsyncSession, session: Session, subject_id: str) -> No
     subject = await tx.get(Subject, number) if 0 < number < 2**31 else None
     if subject is None or subject.user_id != session.user_id:
         raise NotFound("Subject not found.")
+    changed = session.subject_id != subject.id
     session.subject_id, session.updated_at = subject.id, utcnow()
+    if changed:
+        emit(tx, session.announced())
 
 
 async def _calibrated_in(tx: AsyncSession, session: Session) -> Session | None:
@@ -194,6 +197,23 @@ async def _calibrated_in(tx: AsyncSession, session: Session) -> Session | None:
     root_id = session.linked("sessionWithCalibration")
     root = await tx.get(Session, root_id) if root_id else None
     return root if root is not None and root.user_id == session.user_id else None
+
+
+LINKS = ("sessionWithCalibration", "startNewSession")
+
+
+async def check_links(tx: AsyncSession, session: Session, meta: dict) -> None:
+    """Links in a session's meta may only name the same owner's other sessions."""
+    for key in LINKS:
+        if key not in meta or meta[key] is None:
+            continue
+        value = meta[key].get("id") if isinstance(meta[key], dict) else None
+        try:
+            target = await tx.get(Session, UUID(str(value)))
+        except ValueError:
+            target = None
+        if target is None or target.user_id != session.user_id or target.id == session.id:
+            raise Invalid(f"{key} must name another session of yours.", field="meta")
 
 
 async def calibration_session(tx: AsyncSession, session: Session) -> Session:
@@ -262,14 +282,11 @@ async def sessions_with_status(
     dates = body.get("date_range")
     if isinstance(dates, list) and len(dates) == 2:
         try:
-            low, high = (datetime.fromisoformat(str(d)) for d in dates)
-        except ValueError:
+            low, high = (datetime.fromisoformat(str(d)).replace(tzinfo=UTC) for d in dates)
+            high += timedelta(days=1)
+        except (ValueError, OverflowError):
             raise Invalid("Dates are YYYY-MM-DD.", field="date_range") from None
-        stmt = stmt.where(
-            Session.created_at.between(
-                low.replace(tzinfo=UTC), (high + timedelta(days=1)).replace(tzinfo=UTC)
-            )
-        )
+        stmt = stmt.where(Session.created_at.between(low, high))
     return list((await tx.scalars(stmt.order_by(Session.created_at.desc()).limit(10_000))).all())
 
 
@@ -282,11 +299,20 @@ def trash(item, now: datetime, trashed: bool = True) -> None:
 async def remove_recordings(tx: AsyncSession, session: Session) -> None:
     """`permanent_remove`: the session's trials go, except calibration; the session stays
     (a chained session may still need its calibration)."""
-    await tx.execute(
-        delete(Trial).where(
-            Trial.session_id == session.id, Trial.name.is_distinct_from("calibration")
-        )
+    doomed = select(Trial.id).where(
+        Trial.session_id == session.id, Trial.name.is_distinct_from("calibration")
     )
+    for trial_id in (await tx.scalars(doomed)).all():
+        emit(tx, TrialDeleted(trial_id=trial_id, session_id=session.id))
+    await tx.execute(delete(Trial).where(Trial.id.in_(doomed)))
+
+
+async def delete_sessions(tx: AsyncSession, session_ids: list[UUID]) -> None:
+    """The sessions go with their trials; the other services are told to forget them."""
+    for session_id in session_ids:
+        emit(tx, SessionDeleted(session_id=session_id))
+    if session_ids:
+        await tx.execute(delete(Session).where(Session.id.in_(session_ids)))
 
 
 async def remove_unused_sessions(tx: AsyncSession, older_than: timedelta, batch: int = 500) -> int:
@@ -304,6 +330,5 @@ async def remove_unused_sessions(tx: AsyncSession, older_than: timedelta, batch:
         .with_for_update(skip_locked=True)
     )
     ids = list((await tx.scalars(stmt)).all())
-    if ids:
-        await tx.execute(delete(Session).where(Session.id.in_(ids)))
+    await delete_sessions(tx, ids)
     return len(ids)

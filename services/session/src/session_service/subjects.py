@@ -4,11 +4,12 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from session_service.models import Session, Subject, SubjectTag, User
 from session_service.models.subjects import GENDERS, SEXES
+from session_service.sessions import emit
 from shared.db import utcnow
 from shared.errors import Invalid, NotFound
 
@@ -150,14 +151,17 @@ def _order(query: Mapping[str, str]) -> list:
 
 def _int(query: Mapping[str, str], name: str, default: int) -> int:
     try:
-        return int(query.get(name, default))
-    except ValueError:
+        number = int(query.get(name, default))
+    except (ValueError, OverflowError):
         raise Invalid("A valid integer is required.", field=name) from None
+    if not -1 <= number <= 10**6:
+        raise Invalid("Ensure this value is between -1 and 1000000.", field=name)
+    return number
 
 
 async def remove_subject(tx: AsyncSession, subject: Subject) -> None:
-    """Delete the subject for good; its sessions stay, without a subject."""
-    await tx.execute(
-        update(Session).where(Session.subject_id == subject.id).values(subject_id=None)
-    )
+    """Delete the subject for good; its sessions stay, without a subject (and say so)."""
+    for session in await tx.scalars(select(Session).where(Session.subject_id == subject.id)):
+        session.subject_id = None
+        emit(tx, session.announced())
     await tx.delete(subject)

@@ -15,15 +15,17 @@ from session_service.models.sessions import FINISHED
 from session_service.sessions import can_read, emit, latest_trial, session_trials
 from shared.db import utcnow
 from shared.errors import Conflict, Forbidden, Invalid, NotFound
-from shared.events import Event
+from shared.events import Event, TrialDeleted
 
 NAME_MAX = 64
 STUCK = "The recording was never stopped; it was ended after {seconds} s."
 SUPERSEDED = "A newer trial was started before this one was stopped."
 
 
-def validate_trial_name(name: str | None) -> str:
+def validate_trial_name(name: object) -> str:
     """A name of up to 64 characters; any script is fine, but nothing path-like."""
+    if name is not None and not isinstance(name, str):
+        raise Invalid("Not a valid string.", field="name")
     name = (name or "").strip()
     if not name:
         raise Invalid("A trial name is required.", field="name")
@@ -118,6 +120,12 @@ def set_status(trial: Trial, status: str, user: User) -> Event | None:
         message = meta.get("error_msg") or "Processing failed."
         return trial.fail(message, utcnow(), meta.get("error_msg_dev") or message)
     raise Invalid(f'"{status}" cannot be set here.', field="status")
+
+
+async def delete_trial(tx: AsyncSession, trial: Trial) -> None:
+    """The trial goes with its videos and results; the other services are told."""
+    emit(tx, TrialDeleted(trial_id=trial.id, session_id=trial.session_id))
+    await tx.delete(trial)
 
 
 async def get_trial(tx: AsyncSession, trial_id: UUID, user: User | None) -> Trial:

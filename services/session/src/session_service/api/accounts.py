@@ -39,17 +39,17 @@ async def login(request: Request, tx: Tx) -> dict:
 
 
 @router.post("/reset-otp-challenge/")
-async def reset_otp_challenge(request: Request, user: CurrentUser) -> dict:
-    await accounts.start_otp_challenge(user, settings(request))
+async def reset_otp_challenge(request: Request, tx: Tx, user: CurrentUser) -> dict:
+    await accounts.start_otp_challenge(tx, user, settings(request))
     return {"otp_challenge_sent": not settings(request).otp_auto_pass}
 
 
 @router.post("/verify/")
-async def verify(request: Request, user: CurrentUser):
+async def verify(request: Request, tx: Tx, user: CurrentUser):
     fields = await read_fields(request)
     remember = fields.get("remember_device") in (True, "true", "True", "1", 1)
     try:
-        accounts.verify_otp(user, fields.get("otp_token", ""), remember, settings(request))
+        accounts.verify_otp(tx, user, fields.get("otp_token", ""), remember, settings(request))
     except Forbidden as refused:
         # answered rather than raised, so that the transaction (which counts the wrong
         # codes towards otp_max_failures) is committed, not rolled back

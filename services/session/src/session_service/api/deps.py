@@ -77,17 +77,36 @@ def parse_id(value: str) -> UUID:
         raise NotFound() from None
 
 
-async def trial_view(tx: Tx, request: Request, trial: Trial) -> dict[str, Any]:
+async def trial_view(
+    tx: Tx, request: Request, trial: Trial, *, owner_view: bool = True
+) -> dict[str, Any]:
+    """The Trial shape. Others than the owner (a public session's readers) do not see the
+    video slots still waiting for their upload: a slot's id is what a phone's PATCH needs."""
     videos, results = await trials.trial_media(tx, trial.id)
-    return schemas.trial_json(trial, videos, results, storage(request).presigned_get)
+    return schemas.trial_json(
+        trial, _shown(videos, owner_view), results, storage(request).presigned_get
+    )
+
+
+def _shown(videos: list, owner_view: bool) -> list:
+    return videos if owner_view else [video for video in videos if video.key]
 
 
 async def session_view(
-    tx: Tx, request: Request, session: Session, *, with_trials: bool = True
+    tx: Tx,
+    request: Request,
+    session: Session,
+    *,
+    with_trials: bool = True,
+    owner_view: bool = True,
 ) -> dict[str, Any]:
     """The Session shape; without trials it is the session list's light shape."""
-    rows = await trials.session_trials_with_media(tx, session.id)
     presign = storage(request).presigned_get
-    views = [schemas.trial_json(t, v, r, presign) for t, v, r in rows] if with_trials else []
+    if with_trials:
+        rows = await trials.session_trials_with_media(tx, session.id)
+        views = [schemas.trial_json(t, _shown(v, owner_view), r, presign) for t, v, r in rows]
+        counted = [t for t, _, _ in rows]
+    else:
+        views, counted = [], await trials.session_trials(tx, session.id)
     subject = await tx.get(Subject, session.subject_id) if session.subject_id else None
-    return schemas.session_json(session, views, [t for t, _, _ in rows], presign, subject)
+    return schemas.session_json(session, views, counted, presign, subject)

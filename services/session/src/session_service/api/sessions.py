@@ -79,7 +79,8 @@ async def _owned(tx: Tx, session_id: str, user: User | None) -> Session:
 @router.get("/{session_id}/")
 async def read_session(session_id: str, tx: Tx, request: Request, user: OptionalUser) -> dict:
     session = await sessions.get_session(tx, parse_id(session_id), user)
-    return await session_view(tx, request, session)
+    owner_view = sessions.can_write(session, user)
+    return await session_view(tx, request, session, owner_view=owner_view)
 
 
 @router.api_route("/{session_id}/", methods=["PATCH", "PUT"])
@@ -87,12 +88,15 @@ async def update_session(session_id: str, tx: Tx, request: Request, user: Verifi
     session = await _owned(tx, session_id, user)
     fields = await read_fields(request)
     if "public" in fields:
+        if fields["public"] not in (True, False, "true", "false", "True", "False", 1, 0, "1", "0"):
+            raise Invalid("Must be a valid boolean.", field="public")
         public = fields["public"] in (True, "true", "True", 1, "1")
         sessions.emit(tx, session.set_public(public, utcnow()))
     if "meta" in fields:
         meta = json_field(fields["meta"], "meta")
         if meta is not None and not isinstance(meta, dict):
             raise Invalid("Expected a JSON object.", field="meta")
+        await sessions.check_links(tx, session, meta or {})
         sessions.emit(tx, session.set_meta(meta, utcnow()))
     session.updated_at = utcnow()
     return await session_view(tx, request, session)
@@ -100,7 +104,8 @@ async def update_session(session_id: str, tx: Tx, request: Request, user: Verifi
 
 @router.delete("/{session_id}/", status_code=204)
 async def delete_session(session_id: str, tx: Tx, user: VerifiedUser) -> Response:
-    await tx.delete(await _owned(tx, session_id, user))
+    session = await _owned(tx, session_id, user)
+    await sessions.delete_sessions(tx, [session.id])
     return Response(status_code=204)
 
 
@@ -239,7 +244,9 @@ async def rename(session_id: str, tx: Tx, request: Request, user: VerifiedUser) 
     name = (await read_fields(request)).get("sessionNewName")
     if not isinstance(name, str) or not name.strip() or len(name) > 256:
         raise Invalid("A name of 1 to 256 characters is required.", field="sessionNewName")
-    session.set_meta({**(session.meta or {}), "sessionName": name.strip()}, utcnow())
+    sessions.emit(
+        tx, session.set_meta({**(session.meta or {}), "sessionName": name.strip()}, utcnow())
+    )
     return {"message": "", "data": await session_view(tx, request, session)}
 
 

@@ -72,7 +72,9 @@ async def trials_with_status(tx: Tx, request: Request, user: VerifiedUser) -> di
     try:
         hours = float(query.get("hoursSinceUpdate", 0))
     except ValueError:
-        raise Invalid("A number of hours is required.", field="hoursSinceUpdate") from None
+        hours = -1.0
+    if not 0 <= hours <= 24 * 365 * 10:  # also NaN and infinities
+        raise Invalid("A number of hours (0 to ten years) is required.", field="hoursSinceUpdate")
     cutoff = utcnow() - timedelta(hours=hours)
     recent = query.get("relativeTime") == "newer"
     when = Trial.updated_at >= cutoff if recent else Trial.updated_at <= cutoff
@@ -86,7 +88,9 @@ async def trials_with_status(tx: Tx, request: Request, user: VerifiedUser) -> di
 @router.get("/trials/{trial_id}/")
 async def read_trial(trial_id: str, tx: Tx, request: Request, user: OptionalUser) -> dict:
     trial = await trials.get_trial(tx, parse_id(trial_id), user)
-    return await trial_view(tx, request, trial)
+    session = await tx.get(Session, trial.session_id)
+    owner_view = sessions.can_write(session, user)
+    return await trial_view(tx, request, trial, owner_view=owner_view)
 
 
 @router.api_route("/trials/{trial_id}/", methods=["PATCH", "PUT"])
@@ -106,8 +110,10 @@ async def apply_patch(tx: Tx, trial: Trial, fields: dict[str, Any], user: User) 
         trials.emit(tx, TrialMetaUpdated(trial_id=trial.id, session_id=trial.session_id, meta=meta))
     for name in WORKER_FIELDS:
         if name in fields:
-            trial_value = str(fields[name])[:64] if fields[name] is not None else None
-            setattr(trial, name, trial_value)
+            value = fields[name]
+            if value is not None and not isinstance(value, str | int | float):
+                raise Invalid("Not a valid string.", field=name)
+            setattr(trial, name, str(value)[:64] if value is not None else None)
     if "processed_duration" in fields:
         trial.processed_duration = parse_duration(fields["processed_duration"])
     if "name" in fields and fields["name"] != trial.name:
@@ -150,7 +156,7 @@ def parse_duration(value: Any) -> timedelta | None:
 
 @router.delete("/trials/{trial_id}/", status_code=204)
 async def delete_trial(trial_id: str, tx: Tx, user: VerifiedUser) -> Response:
-    await tx.delete(await _writable(tx, trial_id, user))
+    await trials.delete_trial(tx, await _writable(tx, trial_id, user))
     return Response(status_code=204)
 
 
@@ -188,7 +194,7 @@ async def restore(trial_id: str, tx: Tx, request: Request, user: VerifiedUser) -
 
 @router.post("/trials/{trial_id}/permanent_remove/")
 async def permanent_remove(trial_id: str, tx: Tx, user: VerifiedUser) -> dict:
-    await tx.delete(await _writable(tx, trial_id, user))
+    await trials.delete_trial(tx, await _writable(tx, trial_id, user))
     return {}
 
 

@@ -52,13 +52,17 @@ class Session(Base):
     created_at: Mapped[datetime] = mapped_column(index=True)
     updated_at: Mapped[datetime]
 
+    def _meta_part(self, key: str) -> dict[str, Any]:
+        part = (self.meta or {}).get(key) if isinstance(self.meta, dict) else None
+        return part if isinstance(part, dict) else {}
+
     def framerate(self) -> int:
-        value = ((self.meta or {}).get("settings") or {}).get("framerate")
-        return int(value) if str(value or "").isdigit() else 60
+        value = self._meta_part("settings").get("framerate")
+        return int(value) if str(value or "").isdigit() and int(value) > 0 else 60
 
     def linked(self, key: str) -> UUID | None:
         """The session `meta[key]["id"]` points at (sessionWithCalibration, startNewSession)."""
-        value = ((self.meta or {}).get(key) or {}).get("id")
+        value = self._meta_part(key).get("id")
         try:
             return UUID(str(value)) if value else None
         except ValueError:
@@ -73,6 +77,7 @@ class Session(Base):
             new_session_id=self.linked("startNewSession"),
             calibration_session_id=self.linked("sessionWithCalibration"),
             public=self.public,
+            subject_id=self.subject_id,
         )
 
     def set_meta(self, meta: dict[str, Any] | None, now: datetime) -> SessionUpdated | None:
@@ -220,7 +225,7 @@ class Trial(Base):
         """The user gives up on a trial still recording or still waiting for its videos."""
         if self.status == "recording" or (self.status == "stopped" and uploads_outstanding):
             return self.fail("The trial was cancelled.", now, "cancelled")
-        raise Conflict(f"A {self.status} trial cannot be cancelled.")
+        raise Conflict(f"The trial is {self.status}: it can no longer be cancelled.")
 
     def _move(self, status: str, now: datetime) -> None:
         self.status = status
