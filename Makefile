@@ -11,10 +11,10 @@ help:
 	@echo "make demo    run one three-camera trial from recording to results (starts what it needs)"
 	@echo "make test    run the whole test suite, end-to-end test included"
 	@echo "make up      start everything in the background (gateway on http://127.0.0.1:8000)"
-	@echo "make down    stop what 'make up' started"
+	@echo "make down    stop what 'make up' started; make status: what is running"
 	@echo "make bench   the benchmarks (status poll, propagation, upload), figures beside references"
 	@echo "make certs   the local CA and gateway certificate (phones need HTTPS on 443)"
-	@echo "make lint    ruff and the import contracts"
+	@echo "make lint    ruff and the import contracts; make lock: re-pin requirements.txt"
 
 install: $(VENV)/.installed
 

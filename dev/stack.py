@@ -179,7 +179,8 @@ class Stack:
             )
         commands["pipeline"] = (
             [sys.executable, "-m", "pipeline.reference"],
-            self.env() | {"METRICS_PORT": str(self.layout.pipeline_metrics_port)},
+            self.env()
+            | {"METRICS_PORT": str(self.layout.pipeline_metrics_port), "WORKER_TYPE": "all,mono"},
         )
         conf = self.layout.run_dir / "nginx" / "nginx.conf"
         commands["gateway"] = (
@@ -417,8 +418,11 @@ def main() -> None:
         stack.stop()
         print("OpenCap is down.")
     else:
-        for name, ok in stack.running().items():
+        states = stack.running()
+        for name, ok in states.items():
             print(f"{name:16} {'running' if ok else 'stopped'}")
+        if not states:
+            print("Nothing is running (make up starts the stack).")
 
 
 if __name__ == "__main__":

@@ -43,7 +43,7 @@ def one_job_per_queue() -> dict:
 
 
 def test_an_unknown_worker_type_is_refused_at_start(settings):
-    with pytest.raises(ValidationError, match="WORKER_TYPE must be one of: all, calibration, dyn"):
+    with pytest.raises(ValidationError, match="WORKER_TYPE must be among: all, calibration, dyn"):
         PipelineSettings(**settings.model_dump(exclude={"worker_type"}), worker_type="gpu")
 
 
@@ -91,3 +91,10 @@ async def test_sigterm_during_a_job_finishes_it_and_takes_no_other(settings, bro
     assert isinstance(completed, ProcessingCompleted)
     assert [request.job_id for request, _ in claims.requests] == [first.job_id]
     assert await broker.jobs_waiting() == 1
+
+
+def test_a_worker_may_take_several_kinds_of_jobs_in_order():
+    from pipeline.sdk import job_kinds
+
+    assert job_kinds("all,mono") == ["setup", "dynamic", "mono"]
+    assert job_kinds("calibration,all") == ["setup", "dynamic"]

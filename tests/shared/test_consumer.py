@@ -5,6 +5,7 @@ import asyncio
 import contextlib
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import timedelta
 from uuid import UUID, uuid4
 
 import pytest
@@ -12,7 +13,13 @@ from sqlalchemy import func, select
 
 from shared.db import utcnow
 from shared.events import EVENTS_EXCHANGE, Envelope, TrialStopped
-from shared.messaging import Consumer, declare_consumer_queue, publish, publish_envelope
+from shared.messaging import (
+    Consumer,
+    declare_consumer_queue,
+    forget_processed,
+    publish,
+    publish_envelope,
+)
 from tests.shared.support import Effect, ProcessedEvent, next_message
 
 
@@ -205,3 +212,17 @@ async def test_redriven_dead_letter_is_handled(db, consumer):
         await wait_until(lambda: claimed(db, envelope))
 
     assert await effects(db, event.trial_id) == ["stopped"]
+
+
+async def test_old_dedupe_records_are_forgotten_and_recent_ones_kept(db):
+    async with db() as tx, tx.begin():
+        tx.add_all(
+            [
+                ProcessedEvent(event_id=uuid4(), processed_at=utcnow() - timedelta(days=30)),
+                ProcessedEvent(event_id=uuid4(), processed_at=utcnow()),
+            ]
+        )
+
+    assert await forget_processed(db, ProcessedEvent) == 1
+    async with db() as tx:
+        assert await tx.scalar(select(func.count()).select_from(ProcessedEvent)) == 1

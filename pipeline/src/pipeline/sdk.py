@@ -82,12 +82,19 @@ CURRENT_JOB = Gauge("pipeline_current_job", "1 while the worker is working on a 
 BROKER_ERRORS = (aio_pika.exceptions.AMQPError, ConnectionError, asyncio.TimeoutError)
 
 
+def job_kinds(worker_type: str) -> list[str]:
+    """The job queues of a worker type (or comma-joined types), in preference order."""
+    kinds = [kind for part in worker_type.split(",") for kind in WORKER_TYPES[part]]
+    return list(dict.fromkeys(kinds))
+
+
 class PipelineSettings(S3Settings):
     amqp_url: str = "amqp://guest:guest@127.0.0.1:5672/"
     # Who claims jobs: unique per process, since a claim asked again by the same worker is
     # granted again (two processes on one host must not share a name).
     worker_name: str = Field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}")
-    worker_type: str = "all"  # all | calibration | dynamic | mono
+    # all | calibration | dynamic | mono, or several joined by commas (e.g. "all,mono")
+    worker_type: str = "all"
     poll_seconds: float = 0.5  # wait before looking again when every queue is empty
     claim_timeout_seconds: float = 5.0  # wait for the session service's answer to a claim
     claim_attempts: int = 3  # tries before the job goes back to its queue
@@ -102,8 +109,8 @@ class PipelineSettings(S3Settings):
     @field_validator("worker_type")
     @classmethod
     def _known_worker_type(cls, value: str) -> str:
-        if value not in WORKER_TYPES:
-            raise ValueError(f"WORKER_TYPE must be one of: {', '.join(WORKER_TYPES)}")
+        if not value or any(part not in WORKER_TYPES for part in value.split(",")):
+            raise ValueError(f"WORKER_TYPE must be among: {', '.join(WORKER_TYPES)}")
         return value
 
 
@@ -120,7 +127,7 @@ class Worker:
             channel = await connection.channel(publisher_confirms=True)
             self.events = await declare_events(channel)
             queues = await declare_jobs(channel)
-            self.queues = [queues[kind] for kind in WORKER_TYPES[self.settings.worker_type]]
+            self.queues = [queues[kind] for kind in job_kinds(self.settings.worker_type)]
             self.claims = await Claims(
                 channel, self.settings.claim_timeout_seconds, self.settings.claim_attempts
             ).open(self.settings.worker_name)

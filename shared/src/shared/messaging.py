@@ -10,7 +10,7 @@ acknowledged and skipped. A failing handler is retried with back-off, then dead-
 
 from collections.abc import Awaitable, Callable, Iterable
 from contextvars import ContextVar
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
 
@@ -18,6 +18,7 @@ import aio_pika
 import structlog
 from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractIncomingMessage
 from sqlalchemy import DateTime
+from sqlalchemy import delete as sa_delete
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Mapped, mapped_column
@@ -65,6 +66,16 @@ async def claim(tx: AsyncSession, processed: type[ProcessedEventMixin], event_id
         .returning(processed.event_id)
     )
     return (await tx.execute(stmt)).first() is not None
+
+
+async def forget_processed(
+    db: async_sessionmaker[AsyncSession], processed: type[ProcessedEventMixin], days: int = 14
+) -> int:
+    """Drop dedupe records older than the broker could still redeliver (the table would
+    otherwise grow without bound: every heartbeat leaves one)."""
+    async with db() as tx, tx.begin():
+        stmt = sa_delete(processed).where(processed.processed_at < utcnow() - timedelta(days=days))
+        return (await tx.execute(stmt)).rowcount or 0
 
 
 async def connect(url: str) -> aio_pika.abc.AbstractRobustConnection:

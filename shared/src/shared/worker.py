@@ -3,6 +3,7 @@
 import asyncio
 import signal
 from collections.abc import Awaitable, Callable, Sequence
+from functools import partial
 
 import structlog
 from aio_pika.abc import AbstractRobustConnection
@@ -13,7 +14,14 @@ from shared.config import ServiceSettings
 from shared.db import create_engine, create_sessionmaker
 from shared.events import Event
 from shared.logging import configure_logging
-from shared.messaging import Consumer, Handler, ProcessedEventMixin, connect, declare_events
+from shared.messaging import (
+    Consumer,
+    Handler,
+    ProcessedEventMixin,
+    connect,
+    declare_events,
+    forget_processed,
+)
 from shared.outbox import OutboxMixin, relay
 
 log = structlog.get_logger()
@@ -64,6 +72,7 @@ async def run_worker(
             ),
             consumer.run(),
             *(_every(seconds, job, db) for job, seconds in (periodic or {}).items()),
+            _every(3600, partial(forget_processed, processed=processed), db),
             *(server(connection, db) for server in servers),
         ]
         log.info("worker_started", queue=settings.service_name)
@@ -78,7 +87,7 @@ async def _every(seconds: float, job: Periodic, db: async_sessionmaker[AsyncSess
         try:
             await job(db)
         except Exception:
-            log.exception("periodic_job_failed", job=job.__name__)
+            log.exception("periodic_job_failed", job=getattr(job, "__name__", repr(job)))
         await asyncio.sleep(seconds)
 
 
