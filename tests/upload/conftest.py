@@ -1,30 +1,37 @@
 """Fixtures of the upload service's tests: its migrated database, its app on a real S3
 endpoint, and phones that joined a trial."""
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from datetime import datetime
 from uuid import UUID, uuid4
 
 import httpx
 import pytest
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from shared.config import S3Settings
+from shared.db import utcnow
 from shared.events import (
     Camera,
     CamerasFinal,
     DeviceJoined,
+    Envelope,
+    Event,
     SessionCreated,
     TokenIssued,
     UserUpdated,
 )
-from shared.identity import token_hash
+from shared.identity import identity_handlers, token_hash
+from shared.messaging import Consumer
+from shared.storage import Storage
 from tests.conftest import api_client, database_for, migrated_engine, rolled_back
 from upload_service import consumers
 from upload_service.api import units
 from upload_service.config import Settings
 from upload_service.main import create_app
+from upload_service.models import ApiToken, ApiUser, ProcessedEvent
 
 PUBLIC_URL = "https://api.example.org"
 SECRET = "test-signing-secret"
@@ -78,6 +85,51 @@ def client_for(app, tx: AsyncSession) -> httpx.AsyncClient:
 async def client(settings: Settings, tx: AsyncSession):
     async with client_for(create_app(settings), tx) as client:
         yield client
+
+
+class Delivery:
+    """A message as the broker hands it to a consumer: its body, and what became of it."""
+
+    def __init__(self, envelope: Envelope):
+        self.body = envelope.model_dump_json().encode()
+        self.headers, self.message_id, self.correlation_id = {}, str(envelope.id), None
+        self.outcome: str | None = None
+
+    async def ack(self) -> None:
+        self.outcome = "acknowledged"
+
+    async def reject(self, requeue: bool = False) -> None:
+        self.outcome = "rejected"
+
+
+Deliver = Callable[..., Awaitable[Envelope]]
+
+
+def consumer_in(tx: AsyncSession, storage: Storage) -> Deliver:
+    """`await deliver(event_or_envelope, occurred_at=...)`: the upload worker's consumer
+    handles it (its claim and handler in a savepoint of the test's transaction)."""
+    db = async_sessionmaker(
+        bind=tx.bind, expire_on_commit=False, join_transaction_mode="create_savepoint"
+    )
+    consumer = Consumer(None, "upload", db, consumers.handlers(storage), ProcessedEvent)
+
+    async def deliver(event: Event | Envelope, occurred_at: datetime | None = None) -> Envelope:
+        envelope = event
+        if not isinstance(event, Envelope):
+            at = occurred_at or utcnow()
+            envelope = Envelope.wrap(event, producer="session", occurred_at=at, correlation_id=None)
+        message = Delivery(envelope)
+        await consumer.handle(message)
+        assert message.outcome == "acknowledged"
+        tx.expire_all()
+        return envelope
+
+    return deliver
+
+
+@pytest.fixture
+def deliver(tx: AsyncSession, storage: Storage) -> Deliver:
+    return consumer_in(tx, storage)
 
 
 @dataclass(frozen=True)
@@ -154,12 +206,19 @@ async def patch(
     return await client.patch(f"/{path}/{video_id}/", **kwargs)
 
 
-async def caller(tx: AsyncSession, user_id: int, groups: tuple[str, ...] = ()) -> dict:
-    """A user this service learned from the session service's events; their auth header."""
+IDENTITY = identity_handlers(ApiToken, ApiUser)
+
+
+async def caller(
+    tx: AsyncSession, user_id: int, groups: tuple[str, ...] = (), verified: bool = True
+) -> dict:
+    """A user this service learned from the session service's events; their auth header.
+    `verified=False`: logged in, the e-mailed code not entered yet."""
     token = f"token-of-user-{user_id}"
-    await consumers.HANDLERS[UserUpdated](tx, UserUpdated(user_id=user_id, groups=list(groups)))
+    updated = UserUpdated(user_id=user_id, groups=list(groups), verified=verified)
+    await IDENTITY[UserUpdated](tx, updated)
     issued = TokenIssued(key_hash=token_hash(token), user_id=user_id)
-    await consumers.HANDLERS[TokenIssued](tx, issued)
+    await IDENTITY[TokenIssued](tx, issued)
     return {"Authorization": f"Token {token}"}
 
 

@@ -10,18 +10,25 @@ from uuid import uuid4
 import pytest
 
 from shared.db import utcnow
+from shared.events import SessionUpdated, TrialFinished, TrialStarted
 from tests.upload.conftest import (
     CONTENT,
+    OTHER_ID,
     PUBLIC_URL,
     SECRET,
     caller,
     client_for,
     form,
+    in_savepoints,
     joined_trial,
+    owned,
+    patch,
     post_upload,
     presign,
+    uploaded_key,
 )
-from upload_service import policy
+from upload_service import consumers, policy
+from upload_service.janitor import time_out_overdue
 from upload_service.main import create_app
 
 UUID4_MOV = re.compile(
@@ -37,6 +44,103 @@ async def test_presign_for_a_session_nobody_joined_is_404(client):
 
     assert response.status_code == 404
     assert list(response.json()) == ["detail"]
+
+
+NOT_WAITING = "No trial of this session is waiting for uploads."
+
+
+async def test_presign_while_recording_before_the_camera_set_is_final_works(client, tx):
+    """The stock phones presign as soon as they see `uploading`, at times just before the
+    device service has fixed the camera set."""
+    trial = await joined_trial(tx)
+    started = TrialStarted(
+        trial_id=trial.trial_id, session_id=trial.session_id, name="walk", created_at=utcnow()
+    )
+    await consumers.on_trial_started(tx, started)
+
+    assert UUID4_MOV.match((await presign(client, trial.session_id))["fields"]["key"])
+
+
+async def test_presign_for_a_trial_no_phone_joined_is_404(client, tx):
+    trial_id, session_id = uuid4(), uuid4()
+    started = TrialStarted(
+        trial_id=trial_id, session_id=session_id, name="walk", created_at=utcnow()
+    )
+    await consumers.on_trial_started(tx, started)
+
+    response = await client.get(f"/sessions/{session_id}/get_presigned_url/")
+
+    assert (response.status_code, response.json()) == (404, {"detail": NOT_WAITING})
+
+
+async def ended_by_every_video(client, tx, trial) -> None:
+    await consumers.on_cameras_final(tx, trial.final)
+    key = await uploaded_key(client, trial.session_id)
+    assert (await patch(client, trial.cameras[0].video_id, json={"video_url": key})).is_success
+
+
+async def ended_elsewhere(client, tx, trial) -> None:
+    finished = TrialFinished(trial_id=trial.trial_id, session_id=trial.session_id, status="done")
+    await consumers.on_trial_finished(tx, finished)
+
+
+async def ended_by_the_deadline(client, tx, trial, settings) -> None:
+    await consumers.on_cameras_final(tx, trial.final)
+    later = utcnow() + timedelta(seconds=settings.upload_deadline_seconds + 1)
+    assert await time_out_overdue(in_savepoints(tx), settings, later) == 1
+
+
+@pytest.mark.parametrize("ending", ["every video is in", "ended elsewhere", "deadline passed"])
+async def test_presign_once_the_trial_waits_for_nothing_is_404(client, tx, settings, ending):
+    trial = await joined_trial(tx)
+    if ending == "every video is in":
+        await ended_by_every_video(client, tx, trial)
+    elif ending == "ended elsewhere":
+        await ended_elsewhere(client, tx, trial)
+    else:
+        await ended_by_the_deadline(client, tx, trial, settings)
+
+    response = await client.get(f"/sessions/{trial.session_id}/get_presigned_url/")
+
+    assert (response.status_code, response.json()) == (404, {"detail": NOT_WAITING})
+
+
+async def test_upload_started_after_the_trial_ended_is_409_and_stores_nothing(client, tx, storage):
+    trial = await joined_trial(tx)
+    presigned = await presign(client, trial.session_id)
+    await ended_elsewhere(client, tx, trial)
+
+    response = await post_upload(client, presigned)
+
+    assert response.status_code == 409
+    assert "waiting for uploads" in response.json()["detail"]
+    assert storage.size(presigned["fields"]["key"]) is None
+
+
+async def test_presign_on_the_scanned_session_works_after_new_subject(client, tx):
+    """The iOS app keeps the address of the session it scanned; its owner moved on."""
+    first = await joined_trial(tx)
+    await ended_elsewhere(client, tx, first)
+    moved = SessionUpdated(session_id=first.session_id, new_session_id=uuid4())
+    await consumers.on_session_updated(tx, moved)
+    await owned(tx, first.session_id)
+    await owned(tx, moved.new_session_id)
+    await joined_trial(tx, session_id=moved.new_session_id)
+
+    assert UUID4_MOV.match((await presign(client, first.session_id))["fields"]["key"])
+
+
+async def test_presign_through_a_link_to_another_owners_session_is_404(client, tx):
+    theirs = await joined_trial(tx)
+    mine = uuid4()
+    await owned(tx, mine)
+    await owned(tx, theirs.session_id, OTHER_ID)
+    linked = SessionUpdated(session_id=mine, new_session_id=theirs.session_id)
+    await consumers.on_session_updated(tx, linked)
+
+    response = await client.get(f"/sessions/{mine}/get_presigned_url/")
+
+    assert (response.status_code, response.json()) == (404, {"detail": NOT_WAITING})
 
 
 async def test_presign_for_a_session_id_that_is_not_a_uuid_is_404(client):

@@ -214,14 +214,16 @@ async def test_finished_trial_stops_waiting_for_uploads(tx):
     assert (await tx.get(UploadTrial, trial.trial_id)).waiting is False
 
 
-def test_worker_consumes_identity_session_and_trial_events():
-    assert {cls.type for cls in consumers.HANDLERS} == {
+def test_worker_consumes_identity_session_and_trial_events(storage):
+    assert {cls.type for cls in consumers.handlers(storage)} == {
         "trial.started",
         "device.joined",
         "trial.cameras_final",
         "trial.finished",
         "session.created",
         "session.updated",
+        "session.deleted",
+        "trial.deleted",
         "user.updated",
         "user.token_issued",
         "user.token_revoked",

@@ -10,7 +10,15 @@ from sqlalchemy import select
 
 from shared.db import utcnow
 from shared.events import CamerasFinal, SessionUpdated, TrialFinished
-from tests.upload.conftest import PARAMETERS, in_savepoints, joined_trial, patch, uploaded_key
+from tests.upload.conftest import (
+    OTHER_ID,
+    PARAMETERS,
+    in_savepoints,
+    joined_trial,
+    owned,
+    patch,
+    uploaded_key,
+)
 from upload_service import consumers
 from upload_service.janitor import time_out_overdue
 from upload_service.models import Outbox, Video
@@ -25,8 +33,8 @@ async def test_upload_after_all_videos_were_announced_is_409(client, tx):
     trial = await joined_trial(tx)
     await consumers.on_cameras_final(tx, trial.final)
     first = await uploaded_key(client, trial.session_id)
+    late = await uploaded_key(client, trial.session_id)  # a retry that went through too
     await patch(client, trial.cameras[0].video_id, json={"video_url": first})
-    late = await uploaded_key(client, trial.session_id)
 
     response = await patch(client, trial.cameras[0].video_id, json={"video_url": late})
 
@@ -37,11 +45,11 @@ async def test_upload_after_all_videos_were_announced_is_409(client, tx):
 async def test_upload_to_a_cancelled_trial_is_409_and_announces_nothing(client, tx):
     trial = await joined_trial(tx)
     await consumers.on_cameras_final(tx, trial.final)
+    key = await uploaded_key(client, trial.session_id)
     cancelled = TrialFinished(
         trial_id=trial.trial_id, session_id=trial.session_id, status="error", error_msg="x"
     )
     await consumers.on_trial_finished(tx, cancelled)
-    key = await uploaded_key(client, trial.session_id)
 
     response = await patch(client, trial.cameras[0].video_id, json={"video_url": key})
 
@@ -53,9 +61,9 @@ async def test_upload_to_a_cancelled_trial_is_409_and_announces_nothing(client, 
 async def test_upload_after_the_deadline_is_409(client, tx, settings):
     trial = await joined_trial(tx)
     await consumers.on_cameras_final(tx, trial.final)
+    key = await uploaded_key(client, trial.session_id)
     later = utcnow() + timedelta(seconds=settings.upload_deadline_seconds + 1)
     await time_out_overdue(in_savepoints(tx), settings, later)
-    key = await uploaded_key(client, trial.session_id)
 
     response = await patch(client, trial.cameras[0].video_id, json={"video_url": key})
 
@@ -133,6 +141,8 @@ async def test_key_presigned_on_the_first_session_counts_after_new_subject(clien
     first = await joined_trial(tx)
     moved = SessionUpdated(session_id=first.session_id, new_session_id=uuid4())
     await consumers.on_session_updated(tx, moved)
+    await owned(tx, first.session_id)
+    await owned(tx, moved.new_session_id)
     trial = await joined_trial(tx, session_id=moved.new_session_id)
     key = await uploaded_key(client, first.session_id)
 
@@ -146,6 +156,8 @@ async def test_key_of_the_following_session_does_not_count_for_an_earlier_one(cl
     first = await joined_trial(tx)
     moved = SessionUpdated(session_id=first.session_id, new_session_id=uuid4())
     await consumers.on_session_updated(tx, moved)
+    await owned(tx, first.session_id)
+    await owned(tx, moved.new_session_id)
     later = await joined_trial(tx, session_id=moved.new_session_id)
     key = await uploaded_key(client, later.session_id)
 
@@ -153,6 +165,24 @@ async def test_key_of_the_following_session_does_not_count_for_an_earlier_one(cl
 
     assert response.status_code == 400
     assert list(response.json()) == ["video_url"]
+
+
+async def test_key_of_a_session_linked_to_another_owners_session_does_not_count(client, tx):
+    """A session id is in its QR code: linking one's own session to another user's must not
+    let one's keys into that user's phones' slots."""
+    mine = await joined_trial(tx)
+    theirs = await joined_trial(tx)
+    await owned(tx, mine.session_id)
+    await owned(tx, theirs.session_id, OTHER_ID)
+    linked = SessionUpdated(session_id=mine.session_id, new_session_id=theirs.session_id)
+    await consumers.on_session_updated(tx, linked)
+    key = await uploaded_key(client, mine.session_id)
+
+    response = await patch(client, theirs.cameras[0].video_id, json={"video_url": key})
+
+    assert response.status_code == 400
+    assert list(response.json()) == ["video_url"]
+    assert (await tx.get(Video, theirs.cameras[0].video_id)).key is None
 
 
 async def test_oversized_json_body_is_413(client, tx):

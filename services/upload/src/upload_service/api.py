@@ -44,6 +44,12 @@ async def who(tx: AsyncSession, request: Request) -> Caller | None:
     return await caller(tx, request.headers.get("authorization"), ApiToken, ApiUser)
 
 
+async def acting(tx: AsyncSession, request: Request) -> Caller | None:
+    """The caller of a route a token unlocks more of: anonymous, or past the e-mail code
+    step (403 for a token that is not)."""
+    return service.require_may_act(await who(tx, request))
+
+
 @router.get("/sessions/{session_id}/get_presigned_url/")
 async def get_presigned_url(session_id: str, request: Request, tx: Tx) -> dict:
     """A phone's video upload policy; with `null` as the session, the stock pipeline's
@@ -72,12 +78,16 @@ async def upload(request: Request, unit: UnitsDep) -> Response:
 @router.patch("/video/{video_id}/")
 async def patch_video(video_id: str, request: Request, unit: UnitsDep) -> dict:
     state, video_uuid = request.app.state, parse_id(video_id)
+    requester = None
+    if request.headers.get("authorization") is not None:  # checked before any byte is read
+        async with unit() as tx:
+            requester = await acting(tx, request)
     fields, stored = await _patch_fields(request, video_uuid, unit)
     try:
         async with unit() as tx:
             patch = video_patch(fields, stored)
             video = await service.attach_video(tx, video_uuid, patch, state.storage, state.settings)
-            reader = await service.may_read(tx, await who(tx, request), video)
+            reader = await service.may_read(tx, requester, video)
     except BaseException:
         if stored:
             await receive.discard(state.streamer, stored[0])
@@ -101,7 +111,7 @@ async def _patch_fields(
 @router.get("/videos/{video_id}/")
 @router.get("/video/{video_id}/")
 async def get_video(video_id: str, request: Request, tx: Tx) -> dict:
-    video = await service.readable_video(tx, await who(tx, request), parse_id(video_id))
+    video = await service.readable_video(tx, await acting(tx, request), parse_id(video_id))
     return video_json(video, request.app.state.storage)
 
 
@@ -111,12 +121,13 @@ async def list_videos(request: Request, tx: Tx, trial: str | None = None) -> lis
     if not trial:
         raise Invalid("This query parameter is required.", field="trial")
     trial_id = parse_id(trial)
-    videos = await service.readable_trial_videos(tx, await who(tx, request), trial_id)
+    videos = await service.readable_trial_videos(tx, await acting(tx, request), trial_id)
     return [video_json(video, request.app.state.storage) for video in videos]
 
 
 @router.post("/videos/{video_id}/upload-url/")
 async def direct_upload_url(video_id: str, body: DirectUploadRequest, request: Request, tx: Tx):
+    await acting(tx, request)
     state = request.app.state
     return await direct.start_direct_upload(
         tx, parse_id(video_id), body, state.direct, state.settings
@@ -125,6 +136,7 @@ async def direct_upload_url(video_id: str, body: DirectUploadRequest, request: R
 
 @router.post("/videos/{video_id}/upload-url/complete/")
 async def direct_upload_complete(video_id: str, body: DirectUploadDone, request: Request, tx: Tx):
+    await acting(tx, request)
     return await direct.complete_direct_upload(
         tx, parse_id(video_id), body, request.app.state.direct
     )
@@ -132,5 +144,6 @@ async def direct_upload_complete(video_id: str, body: DirectUploadDone, request:
 
 @router.post("/videos/{video_id}/upload-url/abort/", status_code=204)
 async def direct_upload_abort(video_id: str, body: DirectUploadDone, request: Request, tx: Tx):
+    await acting(tx, request)
     await direct.abort_direct_upload(tx, parse_id(video_id), body, request.app.state.direct)
     return Response(status_code=204)

@@ -58,3 +58,10 @@ class Settings(ServiceSettings):
     upload_progress_touch_seconds: float = 30.0
     deadline_check_seconds: float = 10.0
     deadline_batch_size: int = 100
+    # Upload keys issued this long ago and never used (no upload stored under them) are
+    # forgotten by the worker, checked this often, in batches of this many. Such a key's
+    # policy expired long before; an abandoned multipart upload is the bucket's lifecycle
+    # rule's to clean (README, Operations).
+    unused_key_retention_days: float = 7.0
+    unused_key_check_seconds: float = 3600.0
+    unused_key_batch_size: int = 1000

@@ -1,5 +1,8 @@
 """Event handlers of the upload service: the video slots, when a camera set is final, when a
-trial ends elsewhere, who owns each session, and the callers' identities."""
+trial ends elsewhere, who owns each session, deleted trials and sessions, and the callers'
+identities."""
+
+from datetime import datetime
 
 from sqlalchemy import update
 from sqlalchemy.dialects.postgresql import insert
@@ -9,14 +12,26 @@ from shared.db import utcnow
 from shared.events import (
     CamerasFinal,
     DeviceJoined,
+    Event,
     SessionCreated,
+    SessionDeleted,
     SessionUpdated,
+    TrialDeleted,
     TrialFinished,
     TrialStarted,
 )
 from shared.identity import identity_handlers
+from shared.messaging import Handler, handling_envelope
+from shared.storage import Storage
+from upload_service.deletions import delete_objects, forget_session, forget_trial
 from upload_service.models import ApiToken, ApiUser, KnownSession, UploadTrial, Video
 from upload_service.service import emit, trial_videos
+
+
+def event_time() -> datetime:
+    """When the event being handled happened (its envelope's time; now outside a consumer)."""
+    envelope = handling_envelope()
+    return envelope.occurred_at if envelope is not None else utcnow()
 
 
 async def _ensure_trial(tx: AsyncSession, trial_id, session_id) -> None:
@@ -88,18 +103,37 @@ async def on_session_created(tx: AsyncSession, event: SessionCreated) -> None:
 
 
 async def on_session_updated(tx: AsyncSession, event: SessionUpdated) -> None:
-    """Phones of this session move on to `new_session_id`, keeping their presign address."""
-    values = {"next_session_id": event.new_session_id}
+    """Phones of this session move on to `new_session_id`, keeping their presign address.
+    The latest event wins: one that a retry delivers after a newer one changes nothing."""
+    values = {"next_session_id": event.new_session_id, "fields_at": event_time()}
     stmt = insert(KnownSession).values(id=event.session_id, **values)
-    await tx.execute(stmt.on_conflict_do_update(index_elements=["id"], set_=values))
+    newer = KnownSession.fields_at.is_(None) | (KnownSession.fields_at <= stmt.excluded.fields_at)
+    await tx.execute(
+        stmt.on_conflict_do_update(index_elements=[KnownSession.id], set_=values, where=newer)
+    )
 
 
-HANDLERS = {
-    TrialStarted: on_trial_started,
-    DeviceJoined: on_device_joined,
-    CamerasFinal: on_cameras_final,
-    TrialFinished: on_trial_finished,
-    SessionCreated: on_session_created,
-    SessionUpdated: on_session_updated,
-    **identity_handlers(ApiToken, ApiUser),
-}
+def deletion_handlers(storage: Storage) -> dict[type[Event], Handler]:
+    """A deleted trial or session: forget its rows, then delete its objects from storage."""
+
+    async def on_trial_deleted(tx: AsyncSession, event: TrialDeleted) -> None:
+        await delete_objects(storage, await forget_trial(tx, event.trial_id))
+
+    async def on_session_deleted(tx: AsyncSession, event: SessionDeleted) -> None:
+        await delete_objects(storage, await forget_session(tx, event.session_id))
+
+    return {TrialDeleted: on_trial_deleted, SessionDeleted: on_session_deleted}
+
+
+def handlers(storage: Storage) -> dict[type[Event], Handler]:
+    """Every event the upload worker consumes, and its handler."""
+    return {
+        TrialStarted: on_trial_started,
+        DeviceJoined: on_device_joined,
+        CamerasFinal: on_cameras_final,
+        TrialFinished: on_trial_finished,
+        SessionCreated: on_session_created,
+        SessionUpdated: on_session_updated,
+        **deletion_handlers(storage),
+        **identity_handlers(ApiToken, ApiUser),
+    }

@@ -120,7 +120,7 @@ class Video(Base):
     session_id: Mapped[UUID] = mapped_column(index=True)
     device_id: Mapped[UUID]
     in_final_set: Mapped[bool] = mapped_column(Boolean, default=False)
-    key: Mapped[str | None] = mapped_column(String(512))
+    key: Mapped[str | None] = mapped_column(String(512), index=True)
     size: Mapped[int | None] = mapped_column(BigInteger)
     parameters: Mapped[dict[str, Any] | None]
     created_at: Mapped[datetime]
@@ -165,6 +165,14 @@ class UploadKey(Base):
     """An object key this service issued an upload policy for, and for which session."""
 
     __tablename__ = "upload_keys"
+    __table_args__ = (
+        # The janitor's search for old keys that were never used.
+        Index(
+            "ix_upload_keys_unused_created_at",
+            "created_at",
+            postgresql_where=text("stored_at IS NULL"),
+        ),
+    )
 
     key: Mapped[str] = mapped_column(String(512), primary_key=True)
     session_id: Mapped[UUID | None] = mapped_column(index=True)
@@ -186,6 +194,8 @@ class KnownSession(Base):
     id: Mapped[UUID] = mapped_column(primary_key=True)
     user_id: Mapped[int | None] = mapped_column(Integer)
     next_session_id: Mapped[UUID | None]
+    # The time of the `session.updated` that set `next_session_id`: an older one never wins.
+    fields_at: Mapped[datetime | None]
 
 
 class ApiToken(ApiTokenMixin, Base):

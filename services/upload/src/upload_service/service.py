@@ -10,6 +10,7 @@ from uuid import UUID, uuid4
 
 from sqlalchemy import exists, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.orm import aliased
 
 from shared.db import utcnow
 from shared.errors import Conflict, Forbidden, Invalid, NotAuthenticated, NotFound
@@ -19,13 +20,15 @@ from shared.outbox import record
 from shared.storage import Storage
 from upload_service import policy
 from upload_service.config import Settings
-from upload_service.deadlines import extend_deadlines
+from upload_service.deadlines import extend_deadlines, waiting_trials
 from upload_service.models import KnownSession, Outbox, UploadKey, UploadTrial, Video
 from upload_service.schemas import VideoPatch
 
 PRODUCER = "upload"
 SAFE_NAME = re.compile(r"[^A-Za-z0-9._]")
 MAX_CHAIN = 50
+NO_PERMISSION = "You do not have permission to perform this action."
+NOT_WAITING = "No trial of this session is waiting for uploads."
 
 # Short transactions, one per `async with units() as tx:`, for callers that must not hold
 # one open for long (a streaming upload, the deadline job's batches).
@@ -48,28 +51,45 @@ def emit(tx: AsyncSession, event: Event | None) -> None:
 
 async def session_chain(tx: AsyncSession, session_id: UUID) -> list[UUID]:
     """The session, then those its phones moved on to ("new subject, same setup"). The iOS
-    app keeps presigning with its first session's address, so its keys count for all."""
+    app keeps presigning with its first session's address, so its keys count for all.
+    Only sessions of the first one's owner are linked: a link to another's is ignored."""
     chain = [session_id]
+    owner = await tx.scalar(select(KnownSession.user_id).where(KnownSession.id == session_id))
+    if owner is None:
+        return chain
+    following = aliased(KnownSession)
     for _ in range(MAX_CHAIN):
-        stmt = select(KnownSession.next_session_id).where(KnownSession.id == chain[-1])
-        following = await tx.scalar(stmt)
-        if following is None or following in chain:
+        stmt = (
+            select(following.id)
+            .join(KnownSession, KnownSession.next_session_id == following.id)
+            .where(KnownSession.id == chain[-1], following.user_id == owner)
+        )
+        next_id = await tx.scalar(stmt)
+        if next_id is None or next_id in chain:
             break
-        chain.append(following)
+        chain.append(next_id)
     return chain
 
 
 async def presign(tx: AsyncSession, session_id: UUID, settings: Settings) -> dict[str, Any]:
-    """An upload policy for one new `<uuid>.mov` key of a session with phones in it."""
+    """An upload policy for one new `<uuid>.mov` key, only while a trial of the session
+    (or of one it moved on to) that phones joined waits for uploads: recording, stopped or
+    with its camera set final, not all videos in, not timed out, not ended elsewhere."""
     chain = await session_chain(tx, session_id)
-    if not await tx.scalar(select(exists().where(Video.session_id.in_(chain)))):
-        raise NotFound("No phone has joined a trial of this session.")
+    if not await _awaits_uploads(tx, chain):
+        raise NotFound(NOT_WAITING)
     now = utcnow()
     key = f"{uuid4()}.mov"
     ttl = timedelta(seconds=settings.upload_policy_ttl_seconds)
     tx.add(UploadKey(key=key, session_id=session_id, expires_at=now + ttl, created_at=now))
     await extend_deadlines(tx, chain, now)
     return _upload_form(key, now, ttl, settings.max_video_bytes, settings)
+
+
+async def _awaits_uploads(tx: AsyncSession, session_ids: list[UUID]) -> bool:
+    joined = exists().where(Video.trial_id == UploadTrial.id)
+    waiting = exists().where(UploadTrial.session_id.in_(session_ids), waiting_trials(), joined)
+    return bool(await tx.scalar(select(waiting)))
 
 
 def _upload_form(key: str, now, ttl: timedelta, max_bytes: int, settings: Settings) -> dict:
@@ -97,8 +117,9 @@ async def presign_result(tx: AsyncSession, file_name: Any, settings: Settings) -
 
 
 async def open_upload(tx: AsyncSession, key: str) -> list[UUID]:
-    """An upload to `key` begins: the sessions whose deadlines its progress extends (none
-    for a result file, whose key has no session)."""
+    """An upload to `key` begins (a video's only while a trial of its session still waits
+    for uploads): the sessions whose deadlines its progress extends (none for a result
+    file, whose key has no session)."""
     issued = await tx.get(UploadKey, key)
     if issued is None:
         raise Forbidden("This upload key was not issued here.")
@@ -107,6 +128,8 @@ async def open_upload(tx: AsyncSession, key: str) -> list[UUID]:
     if await tx.scalar(select(exists().where(Video.key == key))):
         raise Conflict("This upload is already attached to a video: ask for a new key.")
     chain = await session_chain(tx, issued.session_id)
+    if not await _awaits_uploads(tx, chain):
+        raise Conflict("No trial of this session is waiting for uploads any more.")
     await extend_deadlines(tx, chain, utcnow())
     return chain
 
@@ -180,6 +203,8 @@ async def _verified_size(
         raise Invalid("No uploaded file was found under this key.", field="video_url")
     if size > settings.max_video_bytes:
         raise Invalid(f"The file is larger than {settings.max_video_bytes} bytes.", "video_url")
+    if issued.stored_at is None:  # a direct PUT (stored by S3, not here): the key was used
+        issued.stored_at, issued.size = utcnow(), size
     return size
 
 
@@ -188,10 +213,19 @@ async def trial_videos(tx: AsyncSession, trial_id: UUID) -> list[Video]:
     return list((await tx.scalars(stmt)).all())
 
 
+def require_may_act(caller: Caller | None) -> Caller | None:
+    """A token unlocks owner routes only past the e-mail code step (the pipeline's and
+    admins' tokens always are); no token stays anonymous."""
+    if caller is not None and not caller.may_act:
+        raise Forbidden(NO_PERMISSION)
+    return caller
+
+
 async def _require_reader(tx: AsyncSession, caller: Caller | None, session_id: UUID) -> None:
     """Owners of the session and the admin and backend groups read its videos."""
     if caller is None:
         raise NotAuthenticated("Authentication credentials were not provided.")
+    require_may_act(caller)
     if caller.privileged:
         return
     owner = await tx.scalar(select(KnownSession.user_id).where(KnownSession.id == session_id))
@@ -225,6 +259,6 @@ async def may_read(tx: AsyncSession, caller: Caller | None, video: Video) -> boo
     """Whether the caller of a PATCH gets the video's download link in the answer."""
     try:
         await _require_reader(tx, caller, video.session_id)
-    except (NotAuthenticated, NotFound):
+    except (NotAuthenticated, NotFound, Forbidden):
         return False
     return True

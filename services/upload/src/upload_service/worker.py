@@ -1,13 +1,15 @@
 """The upload service's worker process: `python -m upload_service.worker`.
 
-Outbox relay, event consumers, and the periodic upload-deadline check."""
+Outbox relay, event consumers, and the periodic jobs: the upload-deadline check and the
+removal of old upload keys that were never used."""
 
 import asyncio
 
+from shared.storage import Storage
 from shared.worker import run_worker
 from upload_service.config import Settings
-from upload_service.consumers import HANDLERS
-from upload_service.janitor import deadline_job
+from upload_service.consumers import handlers
+from upload_service.janitor import deadline_job, unused_keys_job
 from upload_service.models import Outbox, ProcessedEvent
 
 
@@ -18,8 +20,11 @@ def main(settings: Settings | None = None) -> None:
             settings,
             outbox=Outbox,
             processed=ProcessedEvent,
-            handlers=HANDLERS,
-            periodic={deadline_job(settings): settings.deadline_check_seconds},
+            handlers=handlers(Storage(settings)),
+            periodic={
+                deadline_job(settings): settings.deadline_check_seconds,
+                unused_keys_job(settings): settings.unused_key_check_seconds,
+            },
         )
     )
 
