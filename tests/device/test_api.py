@@ -7,7 +7,14 @@ import pytest
 from sqlalchemy import select
 
 from device_service.models import Outbox, VideoSlot
-from shared.events import ResultsRecorded, SessionCreated, SessionUpdated, VideoUploaded
+from shared.events import (
+    ResultsRecorded,
+    SessionCreated,
+    SessionDeleted,
+    SessionUpdated,
+    TrialDeleted,
+    VideoUploaded,
+)
 from tests.device.conftest import (
     PUBLIC_URL,
     create_session,
@@ -266,3 +273,74 @@ async def test_a_registration_without_the_database_is_a_503_never_recording_with
 
     assert response.status_code == 503 and "detail" in response.json()
     assert web.status_code == 200 and web.json()["status"] == "ready"
+
+
+async def test_the_web_apps_poll_never_shows_a_phones_video(client, tx, read_model):
+    session_id = await create_session(tx, read_model=read_model)
+    await start_trial(tx, session_id, read_model=read_model)
+    for _ in range(2):
+        assert (await poll(client, session_id, uuid4())).json()["video"] is not None
+
+    for headers in ({}, {"Origin": "http://localhost:3000"}):
+        web = await client.get(f"/sessions/{session_id}/status/", headers=headers)
+
+        assert (web.json()["video"], web.json()["n_cameras_connected"]) == (None, 2)
+
+
+# ── deletions ──
+
+
+async def test_a_deleted_trial_disappears_from_the_status_answer(client, tx, read_model):
+    session_id = await create_session(tx, read_model=read_model)
+    earlier = await start_trial(tx, session_id, name="neutral", age=60, read_model=read_model)
+    await stop_trial(tx, session_id, earlier, read_model)
+    trial_id = await start_trial(tx, session_id, read_model=read_model)
+    phone = uuid4()
+    assert (await poll(client, session_id, phone)).json()["trial"] == f"/trials/{trial_id}/"
+
+    await deliver(tx, TrialDeleted(trial_id=trial_id, session_id=session_id), read_model)
+    mine, web = (
+        (await poll(client, session_id, phone)).json(),
+        (await poll(client, session_id)).json(),
+    )
+
+    assert mine["trial"] == web["trial"] == f"/trials/{earlier}/"
+    assert (mine["status"], mine["video"], mine["n_cameras_connected"]) == ("ready", None, 0)
+    assert (await tx.scalars(select(VideoSlot))).all() == []
+
+
+async def test_a_deleted_session_answers_404_everywhere(client, tx, read_model):
+    session_id = await create_session(tx, read_model=read_model)
+    await start_trial(tx, session_id, read_model=read_model)
+    phone = uuid4()
+    assert (await poll(client, session_id, phone)).status_code == 200
+
+    await deliver(tx, SessionDeleted(session_id=session_id), read_model)
+
+    for response in (
+        await poll(client, session_id, phone),
+        await poll(client, session_id),
+        await client.get(f"/sessions/{session_id}/status/", headers={"Origin": "http://x"}),
+        await client.get(f"/sessions/{session_id}/devices/"),
+        await client.get(f"/sessions/{session_id}/status/stream/"),
+    ):
+        assert response.status_code == 404 and "detail" in response.json()
+
+
+async def test_a_replica_that_never_heard_of_the_deletion_answers_404_from_the_database(
+    client, tx, read_model
+):
+    session_id = await create_session(tx)  # the replica hears none of these events
+    trial_id = await start_trial(tx, session_id)
+    kept = await create_session(tx)
+    deleted_trial = await start_trial(tx, kept)
+    await deliver(tx, SessionDeleted(session_id=session_id))
+    await deliver(tx, TrialDeleted(trial_id=deleted_trial, session_id=kept))
+
+    gone = await poll(client, session_id, uuid4())
+    still = await poll(client, kept, uuid4())
+
+    assert gone.status_code == 404
+    assert (still.status_code, still.json()["trial"]) == (200, None)
+    assert await outbox(tx, "device.joined") == []
+    assert trial_id not in read_model.trial_sessions

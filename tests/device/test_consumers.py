@@ -4,16 +4,19 @@ import contextlib
 from datetime import timedelta
 from uuid import uuid4
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from device_service import consumers
 from device_service.models import KnownSession, KnownTrial, Outbox, VideoSlot
 from device_service.service import register
+from device_service.views import TrialView
 from shared.db import utcnow
 from shared.events import (
     ResultsRecorded,
     SessionCreated,
+    SessionDeleted,
     SessionUpdated,
+    TrialDeleted,
     TrialFinished,
     TrialQueued,
     TrialStarted,
@@ -22,6 +25,8 @@ from shared.events import (
 )
 from shared.messaging import _HANDLING
 from tests.device.conftest import create_session, envelope_of, start_trial
+
+NOW = utcnow()
 
 
 @contextlib.contextmanager
@@ -295,3 +300,126 @@ async def test_video_uploaded_remembers_the_phone_model(tx):
 
     stored = await tx.get(VideoSlot, slot.id, populate_existing=True)
     assert (stored.uploaded, stored.model) == (True, "iPhone14,2")
+
+
+async def test_session_updated_with_a_subject_keeps_framerate_and_successor(tx):
+    session_id = await create_session(tx)
+    successor = uuid4()
+    first = SessionUpdated(session_id=session_id, framerate=120, new_session_id=successor)
+    await consumers.on_session_updated(tx, first)
+
+    subject = SessionUpdated(
+        session_id=session_id, framerate=120, new_session_id=successor, subject_id=42
+    )
+    await consumers.on_session_updated(tx, subject)
+
+    session = await tx.get(KnownSession, session_id, populate_existing=True)
+    assert (session.framerate, session.new_session_id) == (120, successor)
+
+
+# ── deletions ──
+
+
+async def rows(tx, model, *where) -> int:
+    return await tx.scalar(select(func.count()).select_from(model).where(*where))
+
+
+async def test_session_deleted_drops_its_trials_and_slots_once(tx):
+    session_id, trial_id, _ = await trial_with_phones(tx, phones=2)
+    other_session, other_trial, _ = await trial_with_phones(tx, phones=1)
+    event = SessionDeleted(session_id=session_id)
+
+    await consumers.on_session_deleted(tx, event)
+    await consumers.on_session_deleted(tx, event)
+
+    assert await rows(tx, KnownTrial, KnownTrial.session_id == session_id) == 0
+    assert await rows(tx, VideoSlot, VideoSlot.session_id == session_id) == 0
+    tombstone = await tx.get(KnownSession, session_id, populate_existing=True)
+    assert tombstone.deleted_at is not None and tombstone.new_session_id is None
+    assert await rows(tx, KnownTrial, KnownTrial.session_id == other_session) == 1
+    assert await rows(tx, VideoSlot, VideoSlot.trial_id == other_trial) == 1
+
+
+async def test_trial_deleted_drops_its_slots_and_leaves_the_session_alone(tx):
+    session_id, trial_id, _ = await trial_with_phones(tx, phones=2)
+    other_trial = await start_trial(tx, session_id, age=60)
+    event = TrialDeleted(trial_id=trial_id, session_id=session_id)
+
+    await consumers.on_trial_deleted(tx, event)
+    await consumers.on_trial_deleted(tx, event)
+
+    assert await rows(tx, VideoSlot, VideoSlot.session_id == session_id) == 0
+    tombstone = await refreshed_trial(tx, trial_id)
+    assert tombstone.deleted_at is not None and tombstone.name == ""
+    assert (await refreshed_trial(tx, other_trial)).deleted_at is None
+    assert (await tx.get(KnownSession, session_id)).deleted_at is None
+
+
+async def test_late_events_about_a_deleted_trial_change_nothing_and_emit_nothing(tx):
+    session_id, trial_id, [slot] = await trial_with_phones(tx, phones=1)
+    await consumers.on_trial_deleted(tx, TrialDeleted(trial_id=trial_id, session_id=session_id))
+
+    started = TrialStarted(trial_id=trial_id, session_id=session_id, name="walk", created_at=NOW)
+    await consumers.on_trial_started(tx, started)
+    await consumers.on_trial_stopped(tx, TrialStopped(trial_id=trial_id, session_id=session_id))
+    await consumers.on_trial_queued(tx, TrialQueued(trial_id=trial_id, session_id=session_id))
+    finished = TrialFinished(trial_id=trial_id, session_id=session_id, status="done")
+    await consumers.on_trial_finished(tx, finished)
+    await consumers.on_results_recorded(tx, ResultsRecorded(trial_id=trial_id, results=[]))
+
+    trial = await refreshed_trial(tx, trial_id)
+    assert (trial.name, trial.has_results) == ("", False) and trial.deleted_at is not None
+    assert await cameras_final(tx) == []
+    assert await register(tx, trial, slot.device_id) is None
+    assert await rows(tx, VideoSlot) == 0
+
+
+async def test_a_trial_deleted_before_its_start_is_heard_never_records(tx):
+    session_id = await create_session(tx)
+    started = TrialStarted(trial_id=uuid4(), session_id=session_id, name="walk", created_at=NOW)
+
+    await consumers.on_trial_deleted(
+        tx, TrialDeleted(trial_id=started.trial_id, session_id=session_id)
+    )
+    await consumers.on_trial_started(tx, started)
+
+    trial = await refreshed_trial(tx, started.trial_id)
+    assert trial.deleted_at is not None and trial.name == ""
+    held = TrialView(started.trial_id, session_id, "walk", "recording", NOW)  # a replica's
+    assert await register(tx, held, uuid4()) is None
+    assert await rows(tx, VideoSlot) == 0
+
+
+async def test_late_events_about_a_deleted_session_do_not_bring_it_back(tx):
+    session_id, trial_id, _ = await trial_with_phones(tx, phones=1)
+    await consumers.on_session_deleted(tx, SessionDeleted(session_id=session_id))
+    unheard = uuid4()
+
+    await consumers.on_session_created(
+        tx, SessionCreated(session_id=session_id, user_id=1, framerate=120)
+    )
+    await consumers.on_session_updated(
+        tx, SessionUpdated(session_id=session_id, framerate=240, new_session_id=uuid4())
+    )
+    for trial in (trial_id, unheard):
+        started = TrialStarted(trial_id=trial, session_id=session_id, name="walk", created_at=NOW)
+        await consumers.on_trial_started(tx, started)
+        await consumers.on_trial_stopped(tx, TrialStopped(trial_id=trial, session_id=session_id))
+        await consumers.on_trial_deleted(tx, TrialDeleted(trial_id=trial, session_id=session_id))
+
+    session = await tx.get(KnownSession, session_id, populate_existing=True)
+    assert session.deleted_at is not None and session.new_session_id is None
+    assert await rows(tx, KnownTrial, KnownTrial.session_id == session_id) == 0
+    assert await cameras_final(tx) == []
+    held = TrialView(unheard, session_id, "walk", "recording", NOW)  # a replica's memory
+    assert await register(tx, held, uuid4()) is None
+    assert await rows(tx, KnownTrial, KnownTrial.session_id == session_id) == 0
+
+
+async def test_a_session_deleted_before_it_is_heard_of_stays_deleted(tx):
+    session_id = uuid4()
+
+    await consumers.on_session_deleted(tx, SessionDeleted(session_id=session_id))
+    await consumers.on_session_created(tx, SessionCreated(session_id=session_id, user_id=1))
+
+    assert (await tx.get(KnownSession, session_id)).deleted_at is not None

@@ -7,9 +7,9 @@ from uuid import uuid4
 
 import pytest
 
-from device_service.live import session_stream
+from device_service.live import phone_tag, session_stream
 from shared.db import utcnow
-from shared.events import SessionUpdated, TrialStarted, VideoUploaded
+from shared.events import SessionDeleted, SessionUpdated, TrialStarted, VideoUploaded
 from tests.device.conftest import create_session, deliver, start_trial, stop_trial
 
 
@@ -102,18 +102,76 @@ async def test_other_methods_on_the_status_are_405_json(client, tx, read_model):
     assert answer.status_code == 405 and "detail" in answer.json()
 
 
+def devices_url(session_id) -> str:
+    return f"/sessions/{session_id}/devices/"
+
+
 async def test_devices_lists_the_phones_polling_before_the_recording(client, tx, read_model):
     session_id = await create_session(tx, read_model=read_model)
-    phones = sorted((uuid4() for _ in range(2)), key=str)
+    phones = [uuid4() for _ in range(3)]
     for phone in phones:
         await client.get(status_url(session_id), params={"device_id": str(phone).upper()})
 
-    body = (await client.get(f"/sessions/{session_id}/devices/")).json()
+    body = (await client.get(devices_url(session_id))).json()
 
-    assert body["n_connected"] == 2 and body["trial"] is None
-    assert [d["device_id"] for d in body["devices"]] == [str(p) for p in phones]
+    assert body["n_connected"] == 3 and body["trial"] is None
+    assert [d["label"] for d in body["devices"]] == ["phone 1", "phone 2", "phone 3"]
+    assert [d["tag"] for d in body["devices"]] == [phone_tag(session_id, p) for p in phones]
     assert all(d["connected"] and d["last_seen"].endswith("Z") for d in body["devices"])
-    assert all(d["video"] is None and d["model"] is None for d in body["devices"])
+    assert all(not d["in_trial"] and d["model"] is None for d in body["devices"])
+
+
+async def test_a_phone_keeps_its_label_while_others_come_and_poll_again(client, tx, read_model):
+    session_id = await create_session(tx, read_model=read_model)
+    first, second = uuid4(), uuid4()
+
+    await client.get(status_url(session_id), params={"device_id": str(first)})
+    before = (await client.get(devices_url(session_id))).json()["devices"]
+    for phone in (second, first, second):
+        await client.get(status_url(session_id), params={"device_id": str(phone)})
+    after = (await client.get(devices_url(session_id))).json()["devices"]
+
+    assert [(d["label"], d["tag"]) for d in before] == [("phone 1", phone_tag(session_id, first))]
+    assert [(d["label"], d["tag"]) for d in after] == [
+        ("phone 1", phone_tag(session_id, first)),
+        ("phone 2", phone_tag(session_id, second)),
+    ]
+
+
+def test_a_phones_tag_is_short_hex_and_its_own_in_each_session():
+    session_id, other_session = uuid4(), uuid4()
+    phone, other_phone = uuid4(), uuid4()
+
+    tag = phone_tag(session_id, phone)
+
+    assert len(tag) == 6 and int(tag, 16) >= 0 and tag == phone_tag(session_id, phone)
+    assert tag != phone_tag(session_id, other_phone)
+    assert tag != phone_tag(other_session, phone)  # no name that follows a phone around
+
+
+async def test_the_live_views_never_show_a_device_id_or_a_video(app, client, tx, read_model):
+    session_id = await create_session(tx, read_model=read_model)
+    await start_trial(tx, session_id, read_model=read_model)
+    phones = [uuid4() for _ in range(2)]
+    videos = []
+    for phone in phones:
+        answer = await client.get(status_url(session_id), params={"device_id": str(phone)})
+        videos.append(answer.json()["video"].split("/")[2])
+    stream = session_stream(app.state.poll, read_model.sessions[session_id], connected_seconds=5)
+
+    devices = await client.get(devices_url(session_id))
+    web = await client.get(status_url(session_id))
+    await asyncio.wait_for(anext(stream), 5)  # the retry interval
+    streamed = await next_event(stream)
+    await stream.aclose()
+
+    assert web.json()["video"] is None and streamed["status"]["video"] is None
+    assert streamed["devices"] == devices.json()
+    for text in (devices.text, web.text, json.dumps(streamed)):
+        assert "/videos/" not in text
+        for secret in (*phones, *videos):
+            assert str(secret).replace("-", "").lower() not in text.replace("-", "").lower()
+    assert [d["in_trial"] for d in devices.json()["devices"]] == [True, True]
 
 
 async def test_devices_show_each_phones_slot_and_its_model_after_the_upload(client, tx, read_model):
@@ -133,10 +191,11 @@ async def test_devices_show_each_phones_slot_and_its_model_after_the_upload(clie
     )
     await deliver(tx, event, read_model)
 
-    [device] = (await client.get(f"/sessions/{session_id}/devices/")).json()["devices"]
+    [device] = (await client.get(devices_url(session_id))).json()["devices"]
 
-    assert device["video"] == video["video"]
+    assert (device["label"], device["tag"]) == ("phone 1", phone_tag(session_id, phone))
     assert (device["model"], device["uploaded"], device["connected"]) == ("iPhone14,2", True, True)
+    assert device["in_trial"] is True and "video" not in device and "device_id" not in device
 
 
 @pytest.mark.parametrize("path", ["devices/", "status/stream/"])
@@ -177,3 +236,29 @@ async def test_the_stream_sends_the_state_then_each_change(app, tx, read_model):
     assert first["status"]["trial"] is None and first["devices"]["devices"] == []
     assert second["status"]["trial"] == f"/trials/{started.trial_id}/"
     assert list(third) == ["status"] and third["status"]["framerate"] == 120
+
+
+async def test_the_stream_ends_when_the_session_is_deleted(app, tx, read_model):
+    session_id = await create_session(tx, read_model=read_model)
+    view = await read_model.session_for_poll(session_id)
+    stream = session_stream(app.state.poll, view, connected_seconds=5)
+    await asyncio.wait_for(anext(stream), 5)
+    await next_event(stream)
+
+    await deliver(tx, SessionDeleted(session_id=session_id), read_model)
+
+    with pytest.raises(StopAsyncIteration):
+        await asyncio.wait_for(anext(stream), 5)
+
+
+async def test_a_long_poll_on_a_session_deleted_meanwhile_answers_404(client, tx, read_model):
+    session_id = await create_session(tx, read_model=read_model)
+    version = (await client.get(status_url(session_id))).headers["etag"].strip('"')
+    params = {"wait": "30", "version": version}
+
+    waiting = asyncio.create_task(client.get(status_url(session_id), params=params))
+    await asyncio.sleep(0.05)
+    await deliver(tx, SessionDeleted(session_id=session_id), read_model)
+    answer = await asyncio.wait_for(waiting, 5)
+
+    assert answer.status_code == 404 and "detail" in answer.json()

@@ -119,3 +119,11 @@ def test_trial_never_moves_backwards_or_sideways(current, late):
 
     assert t.advance(late, NOW + timedelta(seconds=5)) is False
     assert (t.status, t.updated_at) == (current, before)
+
+
+def test_a_deleted_trial_never_advances():
+    deleted = trial("recording")
+    deleted.deleted_at = NOW
+
+    assert deleted.advance("stopped", NOW) is False
+    assert deleted.status == "recording"

@@ -4,6 +4,7 @@ number of times, merged with what the database says, and seen by the very next p
 from datetime import timedelta
 from uuid import uuid4
 
+from device_service.feed import _decode_presence
 from device_service.read_model import ReadModel
 from device_service.views import SessionView, SlotView, TrialView, status_of
 from shared.db import utcnow
@@ -12,7 +13,9 @@ from shared.events import (
     Event,
     ResultsRecorded,
     SessionCreated,
+    SessionDeleted,
     SessionUpdated,
+    TrialDeleted,
     TrialFinished,
     TrialQueued,
     TrialStarted,
@@ -22,6 +25,7 @@ from shared.events import (
 from tests.device.conftest import PUBLIC_URL, envelope_of
 
 NOW = utcnow()
+HOUR = timedelta(hours=1)
 
 
 def hear(read_model: ReadModel, *events: Event, at=None) -> None:
@@ -240,14 +244,25 @@ def test_any_change_wakes_those_waiting_for_the_session():
     assert not read_model.sessions[session_id].changed.is_set()
 
 
-def test_presence_of_other_replicas_keeps_the_latest_poll():
+def test_presence_of_other_replicas_keeps_the_latest_and_the_first_poll():
     read_model = ReadModel()
     session_id, _, (phone,) = recording_session(read_model)
 
-    read_model.merge_seen([(session_id, phone, 100.0), (session_id, phone, 50.0)])
-    read_model.merge_seen([(uuid4(), phone, 10.0)])  # a session this replica does not hold
+    read_model.merge_seen([(session_id, phone, 100.0, 40.0), (session_id, phone, 50.0, 45.0)])
+    read_model.merge_seen([(uuid4(), phone, 10.0, 10.0)])  # a session this replica does not hold
 
-    assert read_model.sessions[session_id].seen == {phone: 100.0}
+    view = read_model.sessions[session_id]
+    assert (view.seen, view.first_seen) == ({phone: 100.0}, {phone: 40.0})
+
+
+def test_presence_from_a_replica_of_the_earlier_version_is_still_understood():
+    session_id, phone = uuid4(), uuid4()
+    earlier = f'[["{session_id.hex}", "{phone.hex}", 12.5]]'.encode()
+    current = f'[["{session_id.hex}", "{phone.hex}", 12.5, 3.0]]'.encode()
+
+    assert _decode_presence(earlier) == [(session_id, phone, 12.5, 12.5)]
+    assert _decode_presence(current) == [(session_id, phone, 12.5, 3.0)]
+    assert _decode_presence(b'[["x"]]') == []
 
 
 def test_the_connected_phones_gauge_counts_recent_pollers_only():
@@ -259,3 +274,131 @@ def test_the_connected_phones_gauge_counts_recent_pollers_only():
     view.seen[earlier] = view.seen[recent] - 60
 
     assert read_model.connected_phones() == 1
+
+
+# ── deletions ──
+
+
+def test_a_deleted_trial_no_longer_shows_and_the_one_before_is_the_latest_again():
+    read_model = ReadModel()
+    session_id, trial_id, (phone,) = recording_session(read_model)
+    earlier = uuid4()
+    hear(
+        read_model,
+        TrialStarted(
+            trial_id=earlier, session_id=session_id, name="calibration", created_at=NOW - HOUR
+        ),
+        TrialFinished(trial_id=earlier, session_id=session_id, status="done"),
+    )
+
+    hear(read_model, TrialDeleted(trial_id=trial_id, session_id=session_id))
+
+    web, mine = web_status(read_model, session_id), phone_status(read_model, session_id, phone)
+    assert web["trial"] == mine["trial"] == f"/trials/{earlier}/"
+    assert (mine["status"], mine["video"], mine["n_cameras_connected"]) == ("ready", None, 0)
+    assert trial_id not in read_model.trial_sessions
+
+
+def test_a_deleted_session_is_forgotten():
+    read_model = ReadModel()
+    session_id, trial_id, _ = recording_session(read_model)
+    view = read_model.sessions[session_id]
+
+    hear(read_model, SessionDeleted(session_id=session_id))
+    hear(read_model, SessionDeleted(session_id=session_id))
+
+    assert session_id not in read_model.sessions and view.deleted
+    assert trial_id not in read_model.trial_sessions
+
+
+def test_late_events_about_a_deleted_trial_change_nothing():
+    read_model = ReadModel()
+    session_id, trial_id, (phone,) = recording_session(read_model)
+    hear(read_model, TrialDeleted(trial_id=trial_id, session_id=session_id))
+
+    hear(
+        read_model,
+        TrialStarted(trial_id=trial_id, session_id=session_id, name="walk", created_at=NOW),
+        DeviceJoined(video_id=uuid4(), trial_id=trial_id, session_id=session_id, device_id=phone),
+        TrialStopped(trial_id=trial_id, session_id=session_id),
+        uploaded(session_id, trial_id, phone),
+        ResultsRecorded(trial_id=trial_id, results=[]),
+    )
+
+    assert read_model.sessions[session_id].trials == {}
+    assert web_status(read_model, session_id)["trial"] is None
+
+
+def test_late_events_about_a_deleted_session_do_not_bring_it_back():
+    read_model = ReadModel()
+    session_id, trial_id, (phone,) = recording_session(read_model)
+    hear(read_model, SessionDeleted(session_id=session_id))
+
+    hear(
+        read_model,
+        SessionCreated(session_id=session_id, user_id=1),
+        SessionUpdated(session_id=session_id, framerate=240, subject_id=3),
+        TrialStarted(trial_id=uuid4(), session_id=session_id, name="walk", created_at=NOW),
+        DeviceJoined(video_id=uuid4(), trial_id=trial_id, session_id=session_id, device_id=phone),
+        ResultsRecorded(trial_id=trial_id, results=[]),
+    )
+
+    assert read_model.sessions == {}
+
+
+def test_a_reread_begun_before_the_deletion_does_not_bring_it_back():
+    read_model = ReadModel()
+    session_id, trial_id, _ = recording_session(read_model)
+    other_id, other_trial, _ = recording_session(read_model)
+    stale_session = SessionView(id=session_id, framerate=120, fields_at=NOW, complete=True)
+    stale_session.trials[trial_id] = TrialView(trial_id, session_id, "walk", "recording", NOW)
+    stale_trial = SessionView(id=other_id, framerate=120, fields_at=NOW, complete=True)
+    stale_trial.trials[other_trial] = TrialView(other_trial, other_id, "walk", "recording", NOW)
+    hear(
+        read_model,
+        SessionDeleted(session_id=session_id),
+        TrialDeleted(trial_id=other_trial, session_id=other_id),
+    )
+
+    read_model.merge([stale_session, stale_trial])
+
+    assert list(read_model.sessions) == [other_id]
+    assert read_model.sessions[other_id].trials == {}
+
+
+def test_tombstones_read_from_the_database_forget_what_a_replica_missed():
+    read_model = ReadModel()
+    session_id, _, _ = recording_session(read_model)
+    other_id, other_trial, _ = recording_session(read_model)
+    waiting = read_model.sessions[other_id].changed
+    gone_session = SessionView(id=session_id, deleted=True)
+    gone_trial = SessionView(id=other_id)
+    gone_trial.trials[other_trial] = TrialView(other_trial, other_id, "", "done", NOW, deleted=True)
+
+    read_model.merge([gone_session, gone_trial])
+
+    assert list(read_model.sessions) == [other_id]
+    assert read_model.sessions[other_id].trials == {} and waiting.is_set()
+    assert read_model.deleted.keys() == {session_id, other_trial}
+
+
+def test_a_deletion_wakes_those_waiting_for_the_session():
+    read_model = ReadModel()
+    session_id, trial_id, _ = recording_session(read_model)
+    other_id, _, _ = recording_session(read_model)
+    waiting = [read_model.sessions[s].changed for s in (session_id, other_id)]
+
+    hear(read_model, TrialDeleted(trial_id=trial_id, session_id=session_id))
+    hear(read_model, SessionDeleted(session_id=other_id))
+
+    assert all(event.is_set() for event in waiting)
+
+
+def test_a_session_update_with_only_a_new_subject_changes_no_answer():
+    read_model = ReadModel()
+    session_id, _, (phone,) = recording_session(read_model)
+    before = phone_status(read_model, session_id, phone)
+
+    hear(read_model, SessionUpdated(session_id=session_id, framerate=120, subject_id=7))
+
+    assert phone_status(read_model, session_id, phone) == before

@@ -19,7 +19,7 @@ from device_service.main import create_app
 from device_service.models import KnownSession, KnownTrial, Outbox, VideoSlot
 from device_service.service import register
 from shared.db import create_engine, create_sessionmaker
-from shared.events import TrialStopped
+from shared.events import SessionDeleted, TrialDeleted, TrialStopped
 from tests.conftest import api_client, until_a_query_waits_on_a_lock
 from tests.device.conftest import create_session, start_trial, start_trial_with_id
 
@@ -210,3 +210,55 @@ async def test_stop_handled_while_another_worker_handles_the_start_still_stops(a
     async with app.state.db() as tx:
         assert (await tx.get(KnownTrial, trial_id)).status == "stopped"
     assert await final_cameras(app, trial_id) == [set()]
+
+
+async def delete_in_worker(app, session_id: UUID, trial_id: UUID, what: str) -> None:
+    async with app.state.db() as tx, tx.begin():
+        await deletion(tx, session_id, trial_id, what)
+
+
+async def deletion(tx, session_id: UUID, trial_id: UUID, what: str) -> None:
+    if what == "session":
+        await consumers.on_session_deleted(tx, SessionDeleted(session_id=session_id))
+    else:
+        event = TrialDeleted(trial_id=trial_id, session_id=session_id)
+        await consumers.on_trial_deleted(tx, event)
+
+
+@pytest.mark.parametrize("what", ["trial", "session"])
+async def test_a_deletion_waits_for_a_registering_poll_and_drops_its_slot(
+    app, client, recording, what
+):
+    session_id, trial_id = recording
+    async with app.state.db() as polling:
+        await polling.begin()
+        await register(polling, await polling.get(KnownTrial, trial_id), uuid4())
+        deleting = asyncio.create_task(delete_in_worker(app, session_id, trial_id, what))
+        await until_a_query_waits_on_a_lock(app.state.engine, deleting)
+        await polling.commit()
+    await deleting
+
+    assert await slots_in_db(app, trial_id) == set()
+
+
+@pytest.mark.parametrize("what", ["trial", "session"])
+async def test_a_poll_arriving_during_a_deletion_gets_no_slot(app, client, recording, what):
+    session_id, trial_id = recording
+    video_of(await poll(client, session_id, uuid4()))  # the replica holds the trial recording
+    async with app.state.db() as deleting:
+        await deleting.begin()
+        await deletion(deleting, session_id, trial_id, what)
+        late_poll = asyncio.create_task(poll(client, session_id, uuid4()))
+        await until_a_query_waits_on_a_lock(app.state.engine, late_poll)
+        await deleting.commit()
+    response = await late_poll
+
+    if what == "session":
+        assert response.status_code == 404
+    else:
+        assert (video_of(response), response.json()["trial"]) == (None, None)
+    assert await slots_in_db(app, trial_id) == set()
+    assert (
+        await count(app, KnownTrial, KnownTrial.id == trial_id, KnownTrial.deleted_at.is_(None))
+        == 0
+    )

@@ -20,12 +20,20 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from device_service import service
 from device_service.config import Settings
 from device_service.feed import Feed
+from device_service.live import phone_tag
 from device_service.main import create_app
 from device_service.models import KnownSession, KnownTrial, Outbox, VideoSlot
 from device_service.read_model import ReadModel
 from device_service.snapshot import Resync
 from shared.db import create_sessionmaker, utcnow
-from shared.events import Event, SessionCreated, TrialStarted, TrialStopped
+from shared.events import (
+    Event,
+    SessionCreated,
+    SessionDeleted,
+    TrialDeleted,
+    TrialStarted,
+    TrialStopped,
+)
 from shared.messaging import declare_events, publish_envelope
 from shared.outbox import publish_pending
 from tests.conftest import api_client
@@ -223,6 +231,11 @@ async def test_a_replica_catches_up_on_a_change_it_never_heard(live_settings, db
     assert caught_up
 
 
+async def devices(app, session_id: UUID) -> list[dict]:
+    async with api_client(app) as client:
+        return (await client.get(f"/sessions/{session_id}/devices/")).json()["devices"]
+
+
 async def test_phones_polling_one_replica_are_listed_by_the_other(live_settings, db, sessions):
     session_id, _, events = new_session(sessions)
     phone = uuid4()
@@ -231,13 +244,58 @@ async def test_phones_polling_one_replica_are_listed_by_the_other(live_settings,
         await status(one, session_id, phone)
 
         async def listed() -> list[dict]:
-            async with api_client(two) as client:
-                body = (await client.get(f"/sessions/{session_id}/devices/")).json()
-            return [d for d in body["devices"] if d["device_id"] == str(phone) and d["connected"]]
+            tag = phone_tag(session_id, phone)
+            return [d for d in await devices(two, session_id) if d["tag"] == tag and d["connected"]]
 
-        devices = await eventually(listed)
+        listed_by_two = await eventually(listed)
 
-    assert devices
+    assert listed_by_two
+
+
+async def test_replicas_label_the_phones_alike(live_settings, db, sessions):
+    session_id, _, events = new_session(sessions)
+    first, second = uuid4(), uuid4()
+    await in_database(db, *events)
+    async with replica(live_settings) as one, replica(live_settings) as two:
+        await status(one, session_id, first)
+        await asyncio.sleep(0.01)
+        await status(two, session_id, second)
+
+        async def both_listed() -> list[list[tuple[str, str]]] | None:
+            lists = [
+                [(d["label"], d["tag"]) for d in await devices(a, session_id)] for a in (one, two)
+            ]
+            return lists if all(len(found) == 2 for found in lists) else None
+
+        lists = await eventually(both_listed)
+
+    expected = [
+        ("phone 1", phone_tag(session_id, first)),
+        ("phone 2", phone_tag(session_id, second)),
+    ]
+    assert lists == [expected, expected]
+
+
+async def test_a_replica_catches_up_on_deletions_it_never_heard(live_settings, db, sessions):
+    session_id, _, events = new_session(sessions)
+    other_id, other_trial, other_events = new_session(sessions)
+    await in_database(db, *events, *other_events)
+    async with replica(live_settings) as app:
+        assert (await status(app, other_id))["trial"] == f"/trials/{other_trial}/"
+        assert (await status(app, session_id))["status"] == "ready"
+        # The worker applied deletions whose events this replica's queue never got.
+        await in_database(
+            db,
+            SessionDeleted(session_id=session_id),
+            TrialDeleted(trial_id=other_trial, session_id=other_id),
+        )
+
+        async def caught_up() -> bool:
+            async with api_client(app) as client:
+                gone = await client.get(f"/sessions/{session_id}/status/")
+            return gone.status_code == 404 and (await status(app, other_id))["trial"] is None
+
+        assert await eventually(caught_up)
 
 
 def free_port() -> int:

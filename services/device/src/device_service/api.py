@@ -37,7 +37,8 @@ async def status(session_id: str, request: Request) -> Response:
 
 @router.get("/sessions/{session_id}/devices/")
 async def devices(session_id: str, request: Request) -> dict:
-    """The phones polling this session (last poll, model) and their slots in its latest trial."""
+    """The phones polling this session (label, tag, last poll, model) and whether each is
+    a camera of its latest trial; never a device id nor a video (`live.py`)."""
     view = await known_session(request, session_id)
     return devices_of(view, time.time(), request.app.state.settings.connected_seconds)
 

@@ -4,7 +4,9 @@ Each replica declares its own exclusive, auto-deleted queue bound to the event t
 read model needs (separate from the worker's durable `device` queue, which keeps the
 database current), so every replica sees every change. Phones' polls are spread over the
 replicas, so each replica also tells the others, once a second, which phones polled it
-(`device.presence`, a fanout exchange of transient messages that are no domain events).
+(`device.presence`, a fanout exchange of transient messages that are no domain events:
+`[session id, device id, last poll, first poll]` per phone; a replica of an earlier
+version sends no first poll, and its last poll stands for it).
 A lost connection loses what was published meanwhile: on reconnecting, the read model
 re-reads the database from the moment the connection was lost.
 """
@@ -18,7 +20,7 @@ import aio_pika
 import structlog
 from aio_pika.abc import AbstractIncomingMessage
 
-from device_service.read_model import EVENT_KEYS, ReadModel
+from device_service.read_model import EVENT_KEYS, Presence, ReadModel
 from device_service.snapshot import Resync
 from shared.db import utcnow
 from shared.events import Envelope, decode
@@ -84,10 +86,10 @@ class Feed:
             for start in range(0, len(seen), PRESENCE_BATCH):  # small steps: polls go on
                 await self._tell(seen[start : start + PRESENCE_BATCH])
 
-    async def _tell(self, seen: list[tuple[UUID, UUID, float]]) -> None:
+    async def _tell(self, seen: list[Presence]) -> None:
         if self.presence is None:
             return
-        body = json.dumps([[s.hex, d.hex, at] for s, d, at in seen]).encode()
+        body = json.dumps([[s.hex, d.hex, at, first] for s, d, at, first in seen]).encode()
         try:
             message = aio_pika.Message(body, app_id=self.replica)
             await self.presence.publish(message, routing_key="")
@@ -105,9 +107,13 @@ class Feed:
         log.info("read_model_feed_reconnected")
 
 
-def _decode_presence(body: bytes) -> list[tuple[UUID, UUID, float]]:
+def _decode_presence(body: bytes) -> list[Presence]:
     try:
-        return [(UUID(s), UUID(d), float(at)) for s, d, at in json.loads(body)]
+        return [_presence(*entry) for entry in json.loads(body)]
     except (ValueError, TypeError) as exc:
         log.warning("presence_undecodable", error=repr(exc))
         return []
+
+
+def _presence(session_id: str, device_id: str, at: float, first: float | None = None) -> Presence:
+    return UUID(session_id), UUID(device_id), float(at), float(at if first is None else first)

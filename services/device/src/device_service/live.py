@@ -1,9 +1,19 @@
 """What the web app can watch instead of polling blindly: the phones connected to a
-session (last poll, model, video slot) and a server-sent-events stream of the session's
-device-visible state."""
+session (last poll, model, whether it is a camera of the latest trial and has uploaded)
+and a server-sent-events stream of the session's device-visible state.
+
+Both are open to anyone holding the session id (it is in the QR code), so they never show
+a phone's device id nor its video slot: those two are what lets a phone upload into its
+slot without credentials. A phone is shown as `phone N` (N in the order of first polls)
+with a tag, the start of sha256(session id + device id), which tells phones apart but
+cannot be turned back into the device id. The order is this replica's view (replicas
+share first polls with their presence); the tag is the same everywhere, always.
+"""
 
 import asyncio
+import hashlib
 import json
+import math
 import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
@@ -12,6 +22,7 @@ from uuid import UUID
 from device_service.poll import StatusPoll, etag_of
 from device_service.views import SessionView, until_set
 
+TAG_LENGTH = 6  # hex digits
 HEARTBEAT_SECONDS = 15.0
 TICK_SECONDS = 1.0  # presence (last poll) changes without waking anyone: look this often
 
@@ -30,21 +41,30 @@ def phone_models(view: SessionView) -> dict[UUID, str]:
     return models
 
 
+def phone_tag(session_id: UUID, device_id: UUID) -> str:
+    """A short name for a phone in a session that does not reveal its device id."""
+    return hashlib.sha256(f"{session_id}{device_id}".encode()).hexdigest()[:TAG_LENGTH]
+
+
 def devices_of(view: SessionView, now: float, connected_seconds: float) -> dict:
-    """The phones polling this session or holding a slot in its latest trial."""
+    """The phones polling this session or holding a slot in its latest trial, in the
+    order of their first poll (phones never seen polling last, by tag)."""
     trial = view.latest
     slots = trial.slots if trial is not None else {}
     models = phone_models(view)
+    tags = {d: phone_tag(view.id, d) for d in set(view.seen) | set(slots)}
+    order = sorted(tags, key=lambda d: (view.first_seen.get(d, math.inf), tags[d]))
     devices = []
-    for device_id in sorted(set(view.seen) | set(slots), key=str):
+    for number, device_id in enumerate(order, start=1):
         seen, slot = view.seen.get(device_id), slots.get(device_id)
         devices.append(
             {
-                "device_id": str(device_id),
+                "label": f"phone {number}",
+                "tag": tags[device_id],
                 "last_seen": iso(seen),
                 "connected": seen is not None and now - seen <= connected_seconds,
                 "model": models.get(device_id),
-                "video": slot.path if slot is not None else None,
+                "in_trial": slot is not None,
                 "uploaded": slot is not None and slot.uploaded,
             }
         )
@@ -67,12 +87,13 @@ def sse(event: str, body: bytes, event_id: str | None = None) -> bytes:
 async def session_stream(
     poll: StatusPoll, view: SessionView, connected_seconds: float
 ) -> AsyncIterator[bytes]:
-    """`status` (the web app's status answer) and `devices` events, each when it changes."""
+    """`status` (the web app's status answer) and `devices` events, each when it changes;
+    it ends when the session is deleted (reconnecting then finds a 404)."""
     loop = asyncio.get_running_loop()
     yield b"retry: 1000\n\n"
     sent: dict[str, bytes] = {}
     quiet_since = loop.time()
-    while True:
+    while not view.deleted:
         changed, out = view.changed, []
         current = {
             "status": poll.render(view, None),

@@ -4,6 +4,10 @@ Sessions and trials are copies kept from the session service's events; video slo
 this service's own (one per trial and phone, created when a phone polls during recording).
 Every row has an `updated_at` (when it last changed here) so the API replicas' in-memory
 read models can re-read what changed lately (`read_model_sync`).
+
+A deleted session or trial keeps its row as a tombstone (`deleted_at` set, nothing else of
+it kept): its slots, and a session's trials, are dropped, and a late or redelivered event
+about it finds the tombstone and changes nothing, so it can never come back.
 """
 
 from collections.abc import Collection
@@ -40,6 +44,7 @@ class KnownSession(Base):
     # latest event wins whatever order events are delivered in.
     fields_at: Mapped[datetime | None]
     updated_at: Mapped[datetime] = mapped_column(server_default=func.now(), index=True)
+    deleted_at: Mapped[datetime | None]
 
 
 class KnownTrial(Base):
@@ -52,10 +57,11 @@ class KnownTrial(Base):
     has_results: Mapped[bool] = mapped_column(Boolean, default=False)
     started_at: Mapped[datetime]
     updated_at: Mapped[datetime] = mapped_column(index=True)
+    deleted_at: Mapped[datetime | None]
 
     def advance(self, status: str, now: datetime) -> bool:
-        """Move to `status` unless the trial is already there or further on."""
-        if STATUS_RANK[status] <= STATUS_RANK[self.status]:
+        """Move to `status` unless the trial is already there or further on, or deleted."""
+        if self.deleted_at is not None or STATUS_RANK[status] <= STATUS_RANK[self.status]:
             return False
         self.status, self.updated_at = status, now
         return True

@@ -157,7 +157,7 @@ class StatusPoll:
             and trial.status == "recording"
             and device_id not in trial.slots
         )
-        if key is False or unregistered:
+        if key is False or unregistered or view.deleted:
             return  # a phone without its slot yet must come back to register
         if len(view.answers) >= ANSWERS_PER_SESSION:
             view.answers.clear()
@@ -171,7 +171,7 @@ class StatusPoll:
             return error_answer(exc)
         try:
             view = await self._prepare(request)
-            if view is None:
+            if view is None or view.deleted:  # deleted while this poll registered
                 return error_answer(NotFound())
             body = self.render(view, request.device_id)
             answer = Answer(200, body, etag_of(body))
@@ -197,6 +197,8 @@ class StatusPoll:
         while True:
             await view.until_changed(deadline - loop.time())
             await self.read_model.register_if_recording(view, request.device_id)
+            if view.deleted:
+                return error_answer(NotFound())
             body = self.render(view, request.device_id)
             etag = etag_of(body)
             if etag != request.version or loop.time() >= deadline:

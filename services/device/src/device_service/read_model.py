@@ -6,9 +6,16 @@ the database at startup and re-read from it every few seconds for what changed l
 trial and phone) and the first poll of a session this replica does not hold go to the
 database. Every change is a merge that never goes backwards (`views.py`), so the order
 in which events, loads and re-reads arrive does not matter.
+
+Deletions (`session.deleted`, `trial.deleted`, or a tombstone read from the database) are
+the exception: the session or trial is forgotten, and its id kept in `deleted` so that
+no event heard later, nor a re-read that began before the deletion, brings it back. A
+deleted session answers 404 without a database trip; a deleted trial no longer shows.
 """
 
 import asyncio
+import itertools
+import math
 import time
 from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -30,7 +37,9 @@ from shared.events import (
     Event,
     ResultsRecorded,
     SessionCreated,
+    SessionDeleted,
     SessionUpdated,
+    TrialDeleted,
     TrialFinished,
     TrialQueued,
     TrialStarted,
@@ -56,6 +65,9 @@ CONNECTED_SECONDS = 5.0
 MISSING_SECONDS = 1.0  # an unknown session id is looked up again after this long
 MISSING_KEPT = 10_000
 SEEN_KEPT = 256  # phones remembered per session
+DELETED_KEPT = 100_000  # ids of deleted sessions and trials remembered (the latest ones)
+
+Presence = tuple[UUID, UUID, float, float]  # session id, device id, last poll, first poll
 
 
 class ReadModel:
@@ -66,6 +78,7 @@ class ReadModel:
         self.by_text: dict[str, SessionView] = {}  # sessions by their id as polled
         self.seen_dirty: set[SessionView] = set()  # polled here since presence was last told
         self.missing: dict[UUID, float] = {}  # unknown session id -> until when it is
+        self.deleted: dict[UUID, None] = {}  # deleted session and trial ids, oldest first
         self._registering: dict[tuple[UUID, UUID], asyncio.Future] = {}
         SESSIONS_HELD.set_function(lambda: len(self.sessions))
         PHONES_CONNECTED.set_function(self.connected_phones)
@@ -87,15 +100,61 @@ class ReadModel:
     def merge(self, views: Iterable[SessionView]) -> None:
         """Merge views read from the database (at startup, or re-read)."""
         for other in views:
+            if other.deleted:
+                if (view := self.forget_session(other.id)) is not None:
+                    view.touch()
+                continue
+            self._drop_deleted_trials(other)
+            if other.id in self.deleted or not (other.known or other.trials):
+                continue
             view = self.view(other.id)
             view.merge(other)
             self.trial_sessions.update((trial_id, view.id) for trial_id in view.trials)
             view.touch()
 
+    def _drop_deleted_trials(self, other: SessionView) -> None:
+        for trial in list(other.trials.values()):
+            if trial.deleted and (view := self.forget_trial(other.id, trial.id)) is not None:
+                view.touch()
+            if trial.deleted or trial.id in self.deleted:
+                del other.trials[trial.id]
+
+    def forget_session(self, session_id: UUID) -> SessionView | None:
+        """The session was deleted: drop it (and its trials); the view if it was held."""
+        self._remember_deleted(session_id)
+        view = self.sessions.pop(session_id, None)
+        if view is None:
+            return None
+        view.deleted = True
+        for trial_id in view.trials:
+            self.trial_sessions.pop(trial_id, None)
+        self.seen_dirty.discard(view)
+        for text in [text for text, held in self.by_text.items() if held is view]:
+            del self.by_text[text]
+        return view
+
+    def forget_trial(self, session_id: UUID, trial_id: UUID) -> SessionView | None:
+        """The trial was deleted: drop it; its session's view if it held the trial."""
+        self._remember_deleted(trial_id)
+        self.trial_sessions.pop(trial_id, None)
+        view = self.sessions.get(session_id)
+        return view if view is not None and view.forget_trial(trial_id) else None
+
+    def _remember_deleted(self, deleted_id: UUID) -> None:
+        self.deleted[deleted_id] = None
+        if len(self.deleted) > DELETED_KEPT:  # forget the oldest half
+            for old in list(itertools.islice(self.deleted, DELETED_KEPT // 2)):
+                del self.deleted[old]
+
+    def about_deleted(self, event: Event) -> bool:
+        """Whether the event names a session or trial deleted since."""
+        ids = (getattr(event, "session_id", None), getattr(event, "trial_id", None))
+        return any(i in self.deleted for i in ids if i is not None)
+
     def apply(self, envelope: Envelope, event: Event) -> None:
         """Apply one event (any number of times, in any order)."""
         applier = APPLIERS.get(type(event))
-        if applier is None:
+        if applier is None or self.about_deleted(event):
             return
         view = applier(self, event, envelope.occurred_at)
         lag = (utcnow() - envelope.occurred_at).total_seconds()
@@ -109,11 +168,11 @@ class ReadModel:
 
     def saw(self, view: SessionView, device_id: UUID) -> None:
         """A phone polled this session (presence: told to the other replicas too)."""
-        view.seen[device_id] = time.time()
+        now = time.time()
+        view.seen[device_id] = now
+        view.first_seen.setdefault(device_id, now)
         self.seen_dirty.add(view)
-        if len(view.seen) > SEEN_KEPT:  # made-up device ids: keep the most recent half
-            recent = sorted(view.seen.items(), key=lambda item: item[1])[SEEN_KEPT // 2 :]
-            view.seen = dict(recent)
+        _trim_seen(view)
 
     def connected_phones(self) -> int:
         cutoff = time.time() - CONNECTED_SECONDS
@@ -125,16 +184,25 @@ class ReadModel:
             self.by_text.clear()  # made-up spellings of session ids
         self.by_text[text] = view
 
-    def seen_since(self, since: float) -> list[tuple[UUID, UUID, float]]:
+    def seen_since(self, since: float) -> list[Presence]:
         """The phones that polled here since `since` (and forget which sessions they were)."""
         dirty, self.seen_dirty = self.seen_dirty, set()
-        return [(v.id, d, at) for v in dirty for d, at in v.seen.items() if at > since]
+        return [
+            (v.id, d, at, v.first_seen.get(d, at))
+            for v in dirty
+            for d, at in v.seen.items()
+            if at > since
+        ]
 
-    def merge_seen(self, seen: Iterable[tuple[UUID, UUID, float]]) -> None:
-        for session_id, device_id, at in seen:
+    def merge_seen(self, seen: Iterable[Presence]) -> None:
+        """What other replicas saw: the latest poll and the first one of each phone."""
+        for session_id, device_id, at, first in seen:
             view = self.sessions.get(session_id)
-            if view is not None and at > view.seen.get(device_id, 0.0):
-                view.seen[device_id] = at
+            if view is None:
+                continue
+            view.seen[device_id] = max(at, view.seen.get(device_id, 0.0))
+            view.first_seen[device_id] = min(first, view.first_seen.get(device_id, math.inf))
+            _trim_seen(view)
 
     # ── answering polls ──
 
@@ -143,8 +211,8 @@ class ReadModel:
         view = self.sessions.get(session_id)
         if view is not None and view.known and view.complete:
             return view
-        if time.monotonic() < self.missing.get(session_id, 0.0):
-            return None  # asked a moment ago: no database trip per poll for unknown ids
+        if session_id in self.deleted or time.monotonic() < self.missing.get(session_id, 0.0):
+            return None  # deleted, or asked a moment ago: no database trip per poll
         async with self.transaction() as tx:
             loaded = await load_session(tx, session_id)
         if loaded is None:
@@ -152,8 +220,8 @@ class ReadModel:
                 self.missing.clear()
             self.missing[session_id] = time.monotonic() + MISSING_SECONDS
             return view if view is not None and view.known else None
-        self.merge([loaded])
-        return self.sessions[session_id]
+        self.merge([loaded])  # a tombstone: the session is forgotten
+        return self.sessions.get(session_id)
 
     async def register_if_recording(self, view: SessionView, device_id: UUID | None) -> None:
         """Give a phone polling a recording trial its slot (database first, then memory).
@@ -173,8 +241,6 @@ class ReadModel:
 
     async def _register(self, view: SessionView, trial: TrialView, device_id: UUID) -> None:
         async with self.transaction() as tx:
-            if trial.name:
-                await service.ensure_trial(tx, trial)
             slot = await service.register(tx, trial, device_id)
             loaded = None if slot is not None else await load_session(tx, view.id)
         if slot is not None:
@@ -182,6 +248,13 @@ class ReadModel:
             view.touch()
         elif loaded is not None:  # the database knows the trial is no longer recording
             self.merge([loaded])
+
+
+def _trim_seen(view: SessionView) -> None:
+    if len(view.seen) > SEEN_KEPT:  # made-up device ids: keep the most recent half
+        recent = sorted(view.seen.items(), key=lambda item: item[1])[SEEN_KEPT // 2 :]
+        view.seen = dict(recent)
+        view.first_seen = {d: view.first_seen.get(d, at) for d, at in recent}
 
 
 @asynccontextmanager
@@ -240,6 +313,14 @@ def _slot_event(rm: ReadModel, event: DeviceJoined | VideoUploaded, at: datetime
     return view
 
 
+def _session_deleted(rm: ReadModel, event: SessionDeleted, at: datetime) -> SessionView | None:
+    return rm.forget_session(event.session_id)
+
+
+def _trial_deleted(rm: ReadModel, event: TrialDeleted, at: datetime) -> SessionView | None:
+    return rm.forget_trial(event.session_id, event.trial_id)
+
+
 def _results_recorded(rm: ReadModel, event: ResultsRecorded, at: datetime) -> SessionView | None:
     session_id = rm.trial_sessions.get(event.trial_id)
     view = rm.sessions.get(session_id) if session_id else None
@@ -253,6 +334,7 @@ def _results_recorded(rm: ReadModel, event: ResultsRecorded, at: datetime) -> Se
 APPLIERS: dict[type[Event], Callable] = {
     SessionCreated: _session_created,
     SessionUpdated: _session_updated,
+    SessionDeleted: _session_deleted,
     TrialStarted: _trial_started,
     TrialStopped: _trial_moved("stopped"),
     TrialQueued: _trial_moved("processing"),
@@ -260,5 +342,6 @@ APPLIERS: dict[type[Event], Callable] = {
     DeviceJoined: _slot_event,
     VideoUploaded: _slot_event,
     ResultsRecorded: _results_recorded,
+    TrialDeleted: _trial_deleted,
 }
 EVENT_KEYS = tuple(cls.type for cls in APPLIERS)

@@ -9,7 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from device_service.models import KnownTrial, Outbox, VideoSlot
+from device_service.models import KnownSession, KnownTrial, Outbox, VideoSlot
 from shared.db import utcnow
 from shared.events import DeviceJoined
 from shared.outbox import record
@@ -25,6 +25,15 @@ class TrialRef(Protocol):
 class StartedTrial(TrialRef, Protocol):
     name: str
     started_at: datetime
+
+
+async def session_deleted(tx: AsyncSession, session_id: UUID, lock: bool = False) -> bool:
+    """Whether the session is deleted (its tombstone is here). With `lock`, its row is
+    share-locked so a deletion handled meanwhile waits for this transaction."""
+    stmt = select(KnownSession.deleted_at).where(KnownSession.id == session_id)
+    if lock:
+        stmt = stmt.with_for_update(read=True)
+    return (await tx.execute(stmt)).scalar_one_or_none() is not None
 
 
 async def trial_slots(tx: AsyncSession, trial_id: UUID) -> list[VideoSlot]:
@@ -49,14 +58,19 @@ async def ensure_trial(tx: AsyncSession, trial: StartedTrial) -> None:
     await tx.execute(stmt.on_conflict_do_nothing(index_elements=[KnownTrial.id]))
 
 
-async def register(tx: AsyncSession, trial: TrialRef, device_id: UUID) -> VideoSlot | None:
+async def register(tx: AsyncSession, trial: StartedTrial, device_id: UUID) -> VideoSlot | None:
     """The phone's slot in a recording trial: exactly one per (trial, phone), even when one
-    phone's polls overlap. The trial row is share-locked so a concurrent stop either sees
-    this slot or this poll sees the stop. None if the trial is no longer recording."""
+    phone's polls overlap. The session and trial rows are share-locked so a concurrent stop
+    or deletion either sees this slot or this poll sees the stop or the deletion. None if
+    the trial is no longer recording, or it or its session is deleted."""
+    if await session_deleted(tx, trial.session_id, lock=True):
+        return None
+    if trial.name:  # known to have started (an unnamed one only from a later event)
+        await ensure_trial(tx, trial)
     locked = await tx.get(
         KnownTrial, trial.id, with_for_update={"read": True}, populate_existing=True
     )
-    if locked is None or locked.status != "recording":
+    if locked is None or locked.status != "recording" or locked.deleted_at is not None:
         return None
     slot_id = uuid4()
     stmt = (

@@ -1,6 +1,8 @@
 """Reading the database into read-model views: at startup, for one unknown session, and
 every few seconds for whatever changed lately (so a replica catches up on any event it
-missed: its queue lives only as long as its connection, and the worker may lag)."""
+missed: its queue lives only as long as its connection, and the worker may lag).
+Tombstones are read too, as views that say `deleted`: a replica that missed a deletion's
+event learns it here."""
 
 import asyncio
 from collections.abc import Iterable
@@ -44,12 +46,12 @@ async def load_sessions_changed_since(tx: AsyncSession, since: datetime) -> list
 
 
 async def load_session(tx: AsyncSession, session_id: UUID) -> SessionView | None:
-    """One session, whole; None if the database does not know it."""
+    """One session, whole (or its tombstone); None if the database does not know it."""
     sessions = await tx.scalars(select(KnownSession).where(KnownSession.id == session_id))
     trials = await tx.scalars(select(KnownTrial).where(KnownTrial.session_id == session_id))
     slots = await tx.scalars(select(VideoSlot).where(VideoSlot.session_id == session_id))
     views = build_views(sessions, trials, slots, complete=True)
-    return views[0] if views and views[0].known else None
+    return views[0] if views and (views[0].known or views[0].deleted) else None
 
 
 async def load_rows_changed_since(tx: AsyncSession, since: datetime) -> list[SessionView]:
@@ -77,7 +79,10 @@ def build_views(
     views: dict[UUID, SessionView] = {}
     for row in sessions:
         view = views[row.id] = SessionView(id=row.id, complete=complete)
-        view.set_fields(row.framerate, row.new_session_id, row.fields_at)
+        if row.deleted_at is not None:
+            view.deleted = True
+        else:
+            view.set_fields(row.framerate, row.new_session_id, row.fields_at)
     by_id = {row.id: _trial_view(row) for row in trials}
     _attach_slots(by_id, slots)
     for trial in by_id.values():
@@ -96,6 +101,7 @@ def _trial_view(row: KnownTrial) -> TrialView:
         status=row.status,
         started_at=row.started_at,
         has_results=row.has_results,
+        deleted=row.deleted_at is not None,
     )
 
 

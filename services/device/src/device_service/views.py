@@ -3,7 +3,9 @@
 Every change is a merge that never goes backwards (a trial's status only advances, slots
 and flags are only ever added, session fields keep the latest event's values), so events,
 the startup load and the periodic re-read can be applied in any order, any number of
-times, and every replica ends in the same state as the database.
+times, and every replica ends in the same state as the database. Deletion is the one
+change that removes: views read from a tombstone say `deleted`, and the read model keeps
+the ids of what was deleted so that nothing merged or heard later brings it back.
 """
 
 import asyncio
@@ -43,6 +45,7 @@ class TrialView:
     started_at: datetime
     has_results: bool = False
     slots: dict[UUID, SlotView] = field(default_factory=dict)  # by device id
+    deleted: bool = False  # read from the trial's tombstone
 
     @property
     def path(self) -> str:
@@ -82,9 +85,11 @@ class SessionView:
     trials: dict[UUID, TrialView] = field(default_factory=dict)
     latest: TrialView | None = None
     seen: dict[UUID, float] = field(default_factory=dict)  # device id -> last poll (epoch s)
+    first_seen: dict[UUID, float] = field(default_factory=dict)  # device id -> first poll
     changed: asyncio.Event = field(default_factory=asyncio.Event)
     # Poll answers rendered since the last change, by the caller's raw `device_id` text.
     answers: dict[str | None, Any] = field(default_factory=dict)
+    deleted: bool = False  # read from the session's tombstone, or forgotten since
 
     @property
     def known(self) -> bool:
@@ -103,6 +108,13 @@ class SessionView:
             known.merge(trial)
         self.pick_latest()
         return known
+
+    def forget_trial(self, trial_id: UUID) -> bool:
+        """Drop a deleted trial; whether it was here."""
+        if self.trials.pop(trial_id, None) is None:
+            return False
+        self.pick_latest()
+        return True
 
     def pick_latest(self) -> None:
         self.latest = max(self.trials.values(), key=lambda t: (t.started_at, t.id), default=None)
