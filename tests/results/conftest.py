@@ -92,14 +92,19 @@ async def deliver(tx: AsyncSession, handlers: dict, *events: Event) -> None:
 
 
 async def caller(
-    tx: AsyncSession, handlers: dict, user_id: int, groups: tuple[str, ...] = ()
+    tx: AsyncSession,
+    handlers: dict,
+    user_id: int,
+    groups: tuple[str, ...] = (),
+    verified: bool = True,
 ) -> dict:
-    """A user known from the session service's identity events; their auth header."""
+    """A user known from the session service's identity events (`verified`: past the
+    e-mail code step); their auth header."""
     token = f"token-of-user-{user_id}"
     await deliver(
         tx,
         handlers,
-        UserUpdated(user_id=user_id, groups=list(groups)),
+        UserUpdated(user_id=user_id, groups=list(groups), verified=verified),
         TokenIssued(key_hash=token_hash(token), user_id=user_id),
     )
     return {"Authorization": f"Token {token}"}

@@ -3,7 +3,14 @@
 import pickle
 from uuid import UUID
 
-from results_service.archive import ResultRef, SessionData, TrialData, VideoRef, layout
+from results_service.archive import (
+    ResultRef,
+    SessionData,
+    TrialData,
+    VideoRef,
+    layout,
+    subject_layout,
+)
 
 SESSION = UUID("5e000000-0000-4000-8000-000000000001")
 ROOT = f"OpenCapData_{SESSION}"
@@ -115,3 +122,21 @@ def test_the_model_is_named_after_the_last_dash_and_lai_models_get_geometry():
 
 def test_an_empty_session_has_only_the_readme():
     assert list(layout(SessionData(SESSION, []))) == [f"{ROOT}/README.txt"]
+
+
+def test_a_subject_archive_holds_each_sessions_folder_unchanged_inside_its_own():
+    other = UUID("5e000000-0000-4000-8000-000000000002")
+    sessions = [
+        SessionData(SESSION, [TrialData("walk", [ResultRef("marker_data", "all", "k-1.trc")])]),
+        SessionData(other, [TrialData("run", [ResultRef("marker_data", "all", "k-2.trc")])]),
+    ]
+
+    entries = subject_layout(7, sessions)
+
+    expected = {
+        f"OpenCapData_Subject_7/{path}": source
+        for data in sessions
+        for path, source in layout(data).items()
+    }
+    assert entries == expected
+    assert entries[f"OpenCapData_Subject_7/OpenCapData_{other}/MarkerData/run.trc"] == "k-2.trc"

@@ -8,7 +8,7 @@ from uuid import uuid4
 import pytest
 from sqlalchemy import select
 
-from results_service import archives
+from results_service import archives, downloads
 from results_service.models import Archive
 from results_service.zipstream import MultipartUpload
 from shared.config import S3Settings
@@ -103,7 +103,7 @@ async def test_a_failing_build_is_retried_then_reported_so_the_poll_stops(
 
     assert after_first.status_code == 202
     assert after_second.status_code == 410
-    assert after_second.json() == {"detail": archives.FAILED}
+    assert after_second.json() == {"detail": downloads.FAILED}
     assert not await archives.build_next(units, broken, settings)  # nothing left to build
 
 
@@ -137,7 +137,7 @@ async def test_a_build_whose_worker_died_on_every_attempt_is_reported_failed(
     assert await archives.claim(units, settings) is None
     response = await client.get(f"/logs/{task_id}/on-ready/")
 
-    assert (response.status_code, response.json()) == (410, {"detail": archives.FAILED})
+    assert (response.status_code, response.json()) == (410, {"detail": downloads.FAILED})
 
 
 async def test_archives_older_than_the_keep_time_are_deleted_with_their_objects(
@@ -170,3 +170,58 @@ def test_the_zip_is_uploaded_in_parts_as_it_is_written(storage):
 
     assert len(sink.parts) == 3
     assert storage.client.get_object(Bucket=storage.bucket, Key=key)["Body"].read() == data
+
+
+async def test_anyone_asking_again_gets_the_same_archive_task(
+    client, tx, handlers, storage, settings
+):
+    """A public session's page reloaded, or a script: one build, not one per request."""
+    session_id = await session_of(tx, handlers, OWNER_ID, public=True)
+
+    first = (await ask(client, session_id)).json()["task_id"]
+    while_waiting = (await ask(client, session_id)).json()["task_id"]
+    await archives.build_next(in_savepoints(tx), storage, settings)
+    once_built = (await ask(client, session_id)).json()["task_id"]
+
+    assert first == while_waiting == once_built
+    assert len((await tx.scalars(select(Archive))).all()) == 1
+
+
+async def test_anyone_gets_a_new_archive_once_the_last_one_is_old(
+    client, tx, handlers, storage, settings
+):
+    session_id = await session_of(tx, handlers, OWNER_ID, public=True)
+    first = (await ask(client, session_id)).json()["task_id"]
+    await archives.build_next(in_savepoints(tx), storage, settings)
+    task = await tx.get(Archive, first)
+    task.finished_at = utcnow() - timedelta(seconds=settings.archive_reuse_seconds + 1)
+
+    again = (await ask(client, session_id)).json()["task_id"]
+
+    assert again != first
+
+
+async def test_a_signed_in_caller_never_gets_an_anonymous_task(client, tx, handlers):
+    session_id = await session_of(tx, handlers, OWNER_ID, public=True)
+    anonymous = (await ask(client, session_id)).json()["task_id"]
+    other = await caller(tx, handlers, OTHER_ID)
+
+    signed_in = (await ask(client, session_id, other)).json()["task_id"]
+
+    assert signed_in != anonymous
+    assert (await tx.get(Archive, signed_in)).user_id == OTHER_ID
+
+
+async def test_the_owner_asking_again_before_the_build_starts_gets_the_same_task(
+    client, tx, handlers, storage, settings
+):
+    """Once built, the owner asks for what the session holds now: a new archive."""
+    session_id = await session_of(tx, handlers, OWNER_ID)
+    owner = await caller(tx, handlers, OWNER_ID)
+
+    first = (await ask(client, session_id, owner)).json()["task_id"]
+    again = (await ask(client, session_id, owner)).json()["task_id"]
+    await archives.build_next(in_savepoints(tx), storage, settings)
+    after_build = (await ask(client, session_id, owner)).json()["task_id"]
+
+    assert first == again != after_build

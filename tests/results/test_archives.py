@@ -17,6 +17,7 @@ from results_service.models import Archive
 from shared.events import ProcessingCompleted, ResultFile, TrialMetaUpdated
 from shared.storage import Storage
 from tests.results.conftest import (
+    OTHER_ID,
     OWNER_ID,
     caller,
     deliver,
@@ -246,3 +247,39 @@ async def test_a_new_subject_session_uses_the_calibration_of_its_calibrated_sess
     assert calibration == object_bytes(storage, keys[options])
     picture = archive.read(f"{root}/CalibrationImages/calib_imgCam0.jpg")
     assert picture == object_bytes(storage, keys[image])
+
+
+async def test_a_calibration_link_into_another_users_session_is_not_followed(
+    client, tx, handlers, storage, settings
+):
+    """A user sets their session's sessionWithCalibration to another user's session: their
+    archive holds none of that user's calibration images or camera parameters."""
+    foreign = await session_of(tx, handlers, OTHER_ID)
+    calibration_id = await trial_in(tx, handlers, foreign, "calibration", 0)
+    await completed(tx, handlers, storage, calibration_id, calibration_files())
+    mine = await session_of(tx, handlers, OWNER_ID, calibration_session_id=foreign)
+    await recorded_trial(tx, handlers, storage, mine, "neutral", 1, motion_files("neutral", True))
+    owner = await caller(tx, handlers, OWNER_ID)
+
+    archive = await download(client, tx, storage, settings, mine, owner)
+
+    names = archive.namelist()
+    assert f"OpenCapData_{mine}/MarkerData/neutral.trc" in names
+    assert not [n for n in names if "CalibrationImages" in n or "cameraIntrinsics" in n]
+
+
+async def test_a_calibration_link_through_another_users_session_stops_there(
+    client, tx, handlers, storage, settings
+):
+    """Own session -> another user's (no calibration) -> own calibrated one: not followed
+    either (the other user's link is theirs to set)."""
+    own_root = await session_of(tx, handlers, OWNER_ID)
+    calibration_id = await trial_in(tx, handlers, own_root, "calibration", 0)
+    await completed(tx, handlers, storage, calibration_id, calibration_files())
+    foreign = await session_of(tx, handlers, OTHER_ID, calibration_session_id=own_root)
+    mine = await session_of(tx, handlers, OWNER_ID, calibration_session_id=foreign)
+    owner = await caller(tx, handlers, OWNER_ID)
+
+    archive = await download(client, tx, storage, settings, mine, owner)
+
+    assert not [n for n in archive.namelist() if "CalibrationImages" in n]

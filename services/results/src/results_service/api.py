@@ -1,5 +1,6 @@
 """HTTP edge of the results service: the stock pipeline's result posts and deletes, result
-reads, and session archives (request, then poll until the download link is ready)."""
+reads, and session and subject archives (request, then poll until the download link is
+ready)."""
 
 import asyncio
 from uuid import UUID, uuid4
@@ -10,7 +11,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.datastructures import UploadFile
 
-from results_service import archives, service
+from results_service import downloads, service
 from results_service.models import ApiToken, ApiUser
 from results_service.schemas import ResultInput, result_input, result_json
 from results_service.service import NewResult
@@ -116,15 +117,27 @@ async def get_result(result_id: str, request: Request, tx: Tx) -> dict:
 
 @router.get("/sessions/{session_id}/async-download/")
 async def async_download(session_id: str, request: Request, tx: Tx) -> dict:
-    """Start building the session's archive; poll `/logs/{task_id}/on-ready/`."""
-    task_id = await archives.request_archive(tx, await who(tx, request), parse_uuid(session_id))
+    """The task building the session's archive; poll `/logs/{task_id}/on-ready/`."""
+    task_id = await downloads.request_archive(
+        tx, await who(tx, request), parse_uuid(session_id), request.app.state.settings
+    )
+    return {"task_id": str(task_id)}
+
+
+@router.get("/subjects/{subject_id}/async-download/")
+async def subject_async_download(subject_id: str, request: Request, tx: Tx) -> dict:
+    """The task building the archive of the subject's sessions; poll as above."""
+    caller = await who(tx, request)
+    task_id = await downloads.request_subject_archive(tx, caller, parse_int(subject_id))
     return {"task_id": str(task_id)}
 
 
 @router.get("/logs/{task_id}/on-ready/")
 async def on_ready(task_id: str, request: Request, tx: Tx) -> Response:
     """202 (empty) while the archive is built, then 200 `{"url"}`; 410 if it failed."""
-    url = await archives.archive_url(tx, parse_uuid(task_id), request.app.state.storage)
+    url = await downloads.archive_url(
+        tx, parse_uuid(task_id), request.app.state.storage, lambda: who(tx, request)
+    )
     if url is None:
         return Response(status_code=202)
     return JSONResponse({"url": url})

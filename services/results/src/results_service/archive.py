@@ -14,6 +14,10 @@
       sessionMetadata.yaml                                  the neutral trial's session_metadata
       README.txt
 
+A subject's archive wraps the archive folder of each of its sessions:
+`OpenCapData_Subject_<subject_id>/OpenCapData_<session_id>/…` (the original's
+`download_subject_archive`).
+
 `<trial>` is the trial name without spaces. Anything missing is left out, as are names that
 would not be a single safe path segment. `layout` is pure: it maps archive paths to S3 keys
 (or to the bytes of the files it makes itself); `zipstream` writes them.
@@ -110,6 +114,22 @@ def root_of(session_id: UUID) -> str:
     return f"OpenCapData_{session_id}"
 
 
+def subject_root_of(subject_id: int) -> str:
+    return f"OpenCapData_Subject_{subject_id}"
+
+
+def subject_layout(
+    subject_id: int, sessions: list[SessionData], geometry_keys: list[str] | tuple = ()
+) -> Entries:
+    """Every file of the subject's archive: each session's, inside the subject's folder."""
+    root, entries = subject_root_of(subject_id), {}
+    for data in sessions:
+        entries |= {
+            f"{root}/{path}": source for path, source in layout(data, geometry_keys).items()
+        }
+    return entries
+
+
 def layout(data: SessionData, geometry_keys: list[str] | tuple = ()) -> Entries:
     """Every file of the session's archive: archive path -> S3 key or file content."""
     root, entries = root_of(data.session_id), {}
@@ -202,8 +222,8 @@ def model_name(neutral: TrialData | None) -> str | None:
     return segment(file_name(model.key).rsplit("-", 1)[-1]) if model else None
 
 
-def needs_geometry(data: SessionData) -> bool:
-    return "Lai" in (model_name(data.neutral) or "")
+def needs_geometry(*sessions: SessionData) -> bool:
+    return any("Lai" in (model_name(data.neutral) or "") for data in sessions)
 
 
 def neutral_files(root: str, neutral: TrialData, geometry_keys: list[str] | tuple) -> Entries:

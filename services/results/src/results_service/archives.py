@@ -1,45 +1,39 @@
-"""Session archives: requested over HTTP, built by the worker, polled by the web app.
+"""Archives (of a session, or of a subject's sessions) built by the worker; asked for and
+polled over HTTP (`downloads.py`).
 
-`GET /sessions/{id}/async-download/` adds a `pending` row to `archives` (the task) in the
-request's transaction and answers its id. The worker's periodic job (`build_archives`)
-claims pending tasks one at a time (`FOR UPDATE SKIP LOCKED`, so workers share them and
-never build one twice at once), commits the claim, streams the zip into S3 outside any
-transaction, and marks the task `ready`. A running build renews its claim (its lease); a
-build whose worker died is claimed again once the lease lapses. A failed build is retried;
-after `archive_max_attempts` tries the task is `failed`. Archives are deleted (object and
-row) `archive_keep_days` after they were built, as the original's daily cleanup does.
-
-`GET /logs/{task_id}/on-ready/` answers 202 (empty) while a task is unfinished, 200
-`{"url"}` when ready, and 410 `{"detail"}` once it failed: the web app's poll stops on any
-error status (axios rejects), where the original answered 202 forever.
+A request adds a `pending` row to `archives` (the task). The worker's periodic job
+(`build_archives`) claims pending tasks one at a time (`FOR UPDATE SKIP LOCKED`, so workers
+share them and never build one twice at once), commits the claim, streams the zip into S3
+outside any transaction, and marks the task `ready`. A running build renews its claim (its
+lease); a build whose worker died is claimed again once the lease lapses. A failed build is
+retried; after `archive_max_attempts` tries the task is `failed`. A build whose task was
+claimed again or deleted meanwhile (its session was) deletes what it wrote. Archives are
+deleted (object and row) `archive_keep_days` after they were built, as the original's daily
+cleanup does.
 """
 
 import asyncio
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import datetime, timedelta
-from uuid import UUID, uuid4
+from uuid import uuid4
 
 import structlog
 from prometheus_client import Counter
 from sqlalchemy import delete, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from results_service import archive, loading, zipstream
+from results_service import archive, deletions, loading, zipstream
 from results_service.config import Settings
-from results_service.models import Archive, KnownSession
+from results_service.models import Archive
 from shared.db import utcnow
-from shared.errors import Gone, NotFound, Unauthorized
-from shared.identity import Caller
 from shared.storage import Storage
 
 log = structlog.get_logger()
 ARCHIVES_BUILT = Counter(
     "results_archives_total", "Session archives built, by outcome", ["outcome"]
 )
-FAILED = "The archive could not be built. Please try again later."
 DIED = "The build did not finish (its worker stopped)."
-LOG_IN = "Sorry, you have to log in to access to this session."
 # Opens one transaction: `async with units() as tx:` (savepoints in tests).
 Units = Callable[[], AbstractAsyncContextManager[AsyncSession]]
 
@@ -51,49 +45,6 @@ def transactions(db: async_sessionmaker[AsyncSession]) -> Units:
             yield tx
 
     return unit
-
-
-# ── HTTP: request and poll ──────────────────────────────────────────────────────────
-
-
-async def downloadable_session(tx: AsyncSession, caller: Caller | None, session_id: UUID):
-    """The session, if the caller may download it: its owner, admins and the backend, or
-    anyone if it is public. 404 if unknown or another user's, 401 for anonymous callers."""
-    session = await tx.get(KnownSession, session_id)
-    if session is None or session.user_id is None:
-        raise NotFound()
-    if session.public or (caller and (caller.privileged or caller.user_id == session.user_id)):
-        return session
-    if caller is None:
-        raise Unauthorized(LOG_IN)
-    raise NotFound()
-
-
-async def request_archive(tx: AsyncSession, caller: Caller | None, session_id: UUID) -> UUID:
-    """A new archive task for the session; the worker builds it."""
-    await downloadable_session(tx, caller, session_id)
-    task = Archive(
-        task_id=uuid4(),
-        session_id=session_id,
-        user_id=caller.user_id if caller else None,
-        status="pending",
-        attempts=0,
-        created_at=utcnow(),
-    )
-    tx.add(task)
-    return task.task_id
-
-
-async def archive_url(tx: AsyncSession, task_id: UUID, storage: Storage) -> str | None:
-    """The ready archive's download URL; None while it is being built."""
-    task = await tx.get(Archive, task_id)
-    if task is None:
-        raise NotFound()
-    if task.status == "failed":
-        raise Gone(FAILED)
-    if task.status != "ready" or task.key is None:
-        return None
-    return storage.presigned_get(task.key)
 
 
 # ── worker: build ───────────────────────────────────────────────────────────────────
@@ -134,36 +85,64 @@ async def keep_claimed(units: Units, task: Archive, settings: Settings) -> None:
 
 
 async def build_archive(units: Units, storage: Storage, settings: Settings, task: Archive) -> str:
-    """Stream the session's archive into S3 (no transaction stays open meanwhile); its key."""
+    """Stream the archive into S3 (no transaction stays open meanwhile); its key."""
     async with units() as tx:
-        data = await loading.session_data(tx, task.session_id)
-    key = f"archives/{archive.root_of(task.session_id)}_{uuid4()}.zip"
-    await asyncio.to_thread(_write, storage, settings, data, key)
+        if task.subject_id is not None:
+            ids = await loading.subject_sessions(tx, task.subject_id, task.owner_id)
+            sessions = [await loading.session_data(tx, session_id) for session_id in ids]
+            root = archive.subject_root_of(task.subject_id)
+        else:
+            sessions = [await loading.session_data(tx, task.session_id)]
+            root = archive.root_of(task.session_id)
+    key = f"archives/{root}_{uuid4()}.zip"
+    await asyncio.to_thread(_write, storage, settings, task.subject_id, sessions, key)
     return key
 
 
-def _write(storage: Storage, settings: Settings, data: archive.SessionData, key: str) -> None:
+def _write(
+    storage: Storage,
+    settings: Settings,
+    subject_id: int | None,
+    sessions: list[archive.SessionData],
+    key: str,
+) -> None:
     geometry = []
-    if archive.needs_geometry(data):
+    if archive.needs_geometry(*sessions):
         geometry = loading.object_keys(storage, settings.archive_geometry_prefix)
-    entries = archive.layout(data, geometry)
+    if subject_id is not None:
+        entries = archive.subject_layout(subject_id, sessions, geometry)
+    else:
+        entries = archive.layout(sessions[0], geometry)
     zipstream.write_zip(storage, key, entries, settings.archive_part_bytes)
 
 
 async def finish(
-    units: Units, task: Archive, settings: Settings, key: str | None, error: str | None
-):
-    """Record the build's outcome, unless another worker has claimed the task since."""
+    units: Units,
+    storage: Storage,
+    task: Archive,
+    settings: Settings,
+    key: str | None,
+    error: str | None,
+) -> None:
+    """Record the build's outcome, unless another worker has claimed the task since or it
+    was deleted (its session was): then the archive it wrote is deleted, nobody gets it."""
     async with units() as tx:
         current = await tx.get(Archive, task.task_id, with_for_update=True)
-        if current is None or current.attempts != task.attempts or current.status != "building":
-            return
-        if key is not None:
-            current.status, current.key, current.finished_at = "ready", key, utcnow()
-        elif current.attempts >= settings.archive_max_attempts:
-            current.status, current.error, current.finished_at = "failed", error, utcnow()
-        else:
-            current.status = "pending"
+        stale = current is None or current.attempts != task.attempts or current.status != "building"
+        if not stale:
+            _record(current, settings, key, error)
+    if stale and key is not None:
+        await deletions.delete_objects(storage, [key])
+
+
+def _record(task: Archive, settings: Settings, key: str | None, error: str | None) -> None:
+    """Ready; or failed for good after its last attempt; or waiting for another try."""
+    if key is not None:
+        task.status, task.key, task.finished_at = "ready", key, utcnow()
+    elif task.attempts >= settings.archive_max_attempts:
+        task.status, task.error, task.finished_at = "failed", error, utcnow()
+    else:
+        task.status = "pending"
 
 
 async def build_next(units: Units, storage: Storage, settings: Settings) -> bool:
@@ -180,7 +159,7 @@ async def build_next(units: Units, storage: Storage, settings: Settings) -> bool
         error = repr(exc)[:1000]
     finally:
         heartbeat.cancel()
-    await finish(units, task, settings, key, error)
+    await finish(units, storage, task, settings, key, error)
     ARCHIVES_BUILT.labels("ready" if key else "failed").inc()
     log.info("archive_build_done", task_id=str(task.task_id), key=key, attempt=task.attempts)
     return True
@@ -218,7 +197,11 @@ async def remove_old_archives(units: Units, storage: Storage, settings: Settings
 
 
 def cleanup_job(storage: Storage, settings: Settings):
-    async def remove_expired_archives(db: async_sessionmaker[AsyncSession]) -> None:
-        await remove_old_archives(transactions(db), storage, settings, utcnow())
+    async def clean_up(db: async_sessionmaker[AsyncSession]) -> None:
+        """Expired archives go; so do deletions too old to matter."""
+        now, units = utcnow(), transactions(db)
+        await remove_old_archives(units, storage, settings, now)
+        async with units() as tx:
+            await deletions.prune_forgotten(tx, now, settings.forgotten_keep_days)
 
-    return remove_expired_archives
+    return clean_up

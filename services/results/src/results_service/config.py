@@ -24,6 +24,12 @@ class Settings(ServiceSettings):
     # Archives (rows and objects) are deleted this long after they were built.
     archive_keep_days: int = 4
     archive_cleanup_seconds: float = 3600.0
+    # An anonymous caller asking again for a public session's archive gets the task already
+    # asked for (pending, being built, or ready since less than this) instead of a new build.
+    archive_reuse_seconds: int = 600
+    # Deleted sessions and trials are remembered this long, so late events about them
+    # (retries, a job finishing after the deletion) do not bring them back.
+    forgotten_keep_days: int = 30
     # The LaiArnold model's geometry (*.vtp), copied into archives whose OpenSim model is a
     # "Lai" model; the original reads mc-opencap-public/geometries_vtp/LaiArnold/. Seed the
     # bucket with it under this prefix; nothing is added where it is absent.

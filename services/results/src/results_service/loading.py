@@ -1,8 +1,10 @@
-"""What a session's archive is made of, read from this service's tables (see `archive.py`).
+"""What a session's (or a subject's) archive is made of, read from this service's tables
+(see `archive.py`).
 
 The calibration is the session's latest trial named `calibration`, else the one of the
-session it was calibrated in (`sessionWithCalibration`, followed as far as it goes); the
-neutral is the session's latest `neutral` trial.
+session it was calibrated in (`sessionWithCalibration`, followed as far as it goes, but only
+to sessions of the same owner: the link is the owner's to set, and must not hand them
+another user's calibration); the neutral is the session's latest `neutral` trial.
 """
 
 from collections import defaultdict
@@ -54,7 +56,9 @@ def latest(trials: list[KnownTrial], name: str) -> KnownTrial | None:
 
 
 async def calibration_trial(tx: AsyncSession, session_id: UUID) -> KnownTrial | None:
-    """The calibration of the session, or of the session it was calibrated in."""
+    """The calibration of the session, or of the same owner's session it was calibrated in."""
+    session = await tx.get(KnownSession, session_id)
+    owner = session.user_id if session else None
     seen: set[UUID] = set()
     current: UUID | None = session_id
     while current is not None and current not in seen and len(seen) < MAX_CHAIN:
@@ -62,9 +66,19 @@ async def calibration_trial(tx: AsyncSession, session_id: UUID) -> KnownTrial | 
         found = latest(await session_trials(tx, current), "calibration")
         if found is not None:
             return found
-        session = await tx.get(KnownSession, current)
-        current = session.calibration_session_id if session else None
+        linked = session.calibration_session_id if session else None
+        session = await tx.get(KnownSession, linked) if linked else None
+        same_owner = session is not None and owner is not None and session.user_id == owner
+        current = session.id if same_owner else None
     return None
+
+
+async def subject_sessions(tx: AsyncSession, subject_id: int, owner_id: int | None) -> list[UUID]:
+    """The subject's sessions (those of `owner_id` only, unless None), oldest id first."""
+    stmt = select(KnownSession.id).where(KnownSession.subject_id == subject_id)
+    if owner_id is not None:
+        stmt = stmt.where(KnownSession.user_id == owner_id)
+    return list((await tx.scalars(stmt.order_by(KnownSession.id))).all())
 
 
 async def results_of(tx: AsyncSession, trial_ids: list[UUID]) -> dict[UUID, list[ResultRef]]:

@@ -1,11 +1,22 @@
-"""Results of processing (one stored object each), the session archives built from them, and
-what this service knows of sessions, trials, videos and callers (kept by events)."""
+"""Results of processing (one stored object each), the session and subject archives built
+from them, and what this service knows of sessions, trials, videos and callers (kept by
+events), including which sessions and trials were deleted."""
 
 from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import BigInteger, Boolean, DateTime, Identity, Index, Integer, MetaData, String
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    DateTime,
+    Identity,
+    Index,
+    Integer,
+    MetaData,
+    String,
+)
 from sqlalchemy import text as sql
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -37,8 +48,9 @@ class Result(Base):
 
 
 class KnownSession(Base):
-    """A session as this service sees it: owner, public flag, the session holding its
-    calibration (`session.created`, `session.updated`; either may arrive first)."""
+    """A session as this service sees it: owner (`session.created`); public flag, the
+    session holding its calibration and its subject (`session.updated`, the newest by event
+    time: `changed_at`). Either event may arrive first."""
 
     __tablename__ = "sessions"
 
@@ -46,6 +58,8 @@ class KnownSession(Base):
     user_id: Mapped[int | None] = mapped_column(Integer, index=True)
     public: Mapped[bool] = mapped_column(Boolean, server_default=sql("false"))
     calibration_session_id: Mapped[UUID | None]
+    subject_id: Mapped[int | None] = mapped_column(Integer, index=True)
+    changed_at: Mapped[datetime | None]
 
 
 class KnownTrial(Base):
@@ -76,7 +90,9 @@ class KnownVideo(Base):
 
 
 class Archive(Base):
-    """A requested session archive, built by the worker (`archives.py`).
+    """A requested archive, built by the worker (`archives.py`): of one session, or of a
+    subject (`subject_id`: its sessions; those of `owner_id` only, unless None). `user_id`
+    asked for it (None: anonymous).
 
     `pending` -> `building` (claimed; `claimed_at` is its lease) -> `ready` (`key`) or
     `failed` (`error`) after `attempts` tries."""
@@ -88,10 +104,13 @@ class Archive(Base):
             "created_at",
             postgresql_where=sql("status IN ('pending', 'building')"),
         ),
+        CheckConstraint("(session_id IS NULL) <> (subject_id IS NULL)", name="one_target"),
     )
 
     task_id: Mapped[UUID] = mapped_column(primary_key=True)
-    session_id: Mapped[UUID]
+    session_id: Mapped[UUID | None] = mapped_column(index=True)
+    subject_id: Mapped[int | None] = mapped_column(Integer)
+    owner_id: Mapped[int | None] = mapped_column(Integer)
     user_id: Mapped[int | None] = mapped_column(Integer)
     status: Mapped[str] = mapped_column(String(16))
     attempts: Mapped[int] = mapped_column(Integer, server_default=sql("0"))
@@ -100,6 +119,16 @@ class Archive(Base):
     created_at: Mapped[datetime]
     claimed_at: Mapped[datetime | None]
     finished_at: Mapped[datetime | None] = mapped_column(index=True)
+
+
+class Forgotten(Base):
+    """A deleted session or trial (`session.deleted`, `trial.deleted`): events about it that
+    arrive late (retries reorder them, a job may finish after the deletion) are ignored."""
+
+    __tablename__ = "forgotten"
+
+    id: Mapped[UUID] = mapped_column(primary_key=True)
+    deleted_at: Mapped[datetime] = mapped_column(index=True)
 
 
 class ApiToken(ApiTokenMixin, Base):

@@ -2,7 +2,8 @@
 deletes, and who may read them. Each takes the open transaction `tx` and never commits.
 
 Only the processing pipeline (the `backend` group) and admins create or delete results
-(known-failures 22); the owner of a session reads its results, as in the original.
+(known-failures 22); the owner of a session reads its results, as in the original, once past
+the e-mail code step.
 """
 
 from dataclasses import dataclass
@@ -199,9 +200,18 @@ def owned_trials(user_id: int):
     )
 
 
-async def readable_result(tx: AsyncSession, caller: Caller | None, result_id: int) -> Result:
+def require_reader(caller: Caller | None) -> Caller:
+    """Results are read by signed-in callers past the e-mail code step (their own), the
+    pipeline and admins (any)."""
     if caller is None:
         raise NotAuthenticated(NO_CREDENTIALS)
+    if not caller.may_act:
+        raise Forbidden(NO_PERMISSION)
+    return caller
+
+
+async def readable_result(tx: AsyncSession, caller: Caller | None, result_id: int) -> Result:
+    caller = require_reader(caller)
     stmt = select(Result).where(Result.id == result_id)
     if not caller.privileged:
         stmt = stmt.where(Result.trial_id.in_(owned_trials(caller.user_id)))
@@ -216,8 +226,7 @@ async def readable_results(
 ) -> list[Result]:
     """Every result the caller may read (admins and the backend: all), optionally of one
     trial or with one tag."""
-    if caller is None:
-        raise NotAuthenticated(NO_CREDENTIALS)
+    caller = require_reader(caller)
     stmt = select(Result).order_by(Result.id)
     if not caller.privileged:
         stmt = stmt.where(Result.trial_id.in_(owned_trials(caller.user_id)))
