@@ -4,8 +4,12 @@ subject), a named trial, its results, the session list, trash and restore
 (reference/clients.md §1.3)."""
 
 import asyncio
+import io
 import time
 import uuid
+import zipfile
+
+import httpx
 
 from dev.clients import Phone, Timeline, WebApp
 from dev.stack import TEST
@@ -145,6 +149,20 @@ async def named_trial(web: WebApp, session_id: str, cameras: int) -> dict:
     return await web.call("GET", f"trials/{trial['id']}/")
 
 
+async def download(web: WebApp, path: str) -> set[str]:
+    """The web app's "Download data": a task id, then /logs/<task>/on-ready/ every second
+    (202 until the archive is ready); the names in the zip it links to."""
+    task = (await web.call("GET", path))["task_id"]
+    deadline = time.monotonic() + 60
+    while (ready := await web.http.get(f"logs/{task}/on-ready/")).status_code == 202:
+        assert time.monotonic() < deadline, "the archive never became ready"
+        await asyncio.sleep(1)
+    assert ready.status_code == 200, ready.text
+    async with httpx.AsyncClient(timeout=30) as plain:
+        archive = await plain.get(ready.json()["url"])
+    return set(zipfile.ZipFile(io.BytesIO(archive.content)).namelist())
+
+
 async def test_the_web_app_runs_a_whole_session(stack, tmp_path):
     timeline = Timeline()
     web = WebApp(TEST.gateway_url, timeline)
@@ -198,6 +216,13 @@ async def test_the_web_app_runs_a_whole_session(stack, tmp_path):
         full = await web.call("GET", f"sessions/{session['id']}/")
         assert [t["name"] for t in full["trials"]] == ["calibration", "neutral", "walk"]
         assert full["subject"] == subject["id"]
+        names = await download(web, f"sessions/{session['id']}/async-download/")
+        root = f"OpenCapData_{session['id']}"
+        assert {
+            f"{root}/Videos/Cam0/InputMedia/walk/walk.mov",
+            f"{root}/Videos/Cam1/InputMedia/neutral/neutral.mov",
+            f"{root}/README.txt",
+        } <= names
     finally:
         stop.set()
         await asyncio.gather(*locals().get("polling", []))
