@@ -12,7 +12,6 @@ the end-to-end tests run their own stack beside a developer's without touching i
 
 import argparse
 import asyncio
-import contextlib
 import os
 import secrets
 import signal
@@ -26,6 +25,7 @@ import httpx
 
 from dev.certs import CERTS
 from dev.certs import ensure as ensure_certs
+from dev.resources import alive, drop_database, ensure_vhost, signal_group, wait_for_consumers
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -287,7 +287,7 @@ class Stack:
         urls.append(f"http://127.0.0.1:{self.layout.pipeline_metrics_port}/metrics")
         for url in urls:
             self.wait_for(url, timeout)
-        asyncio.run(wait_for_consumers(self.layout.amqp_url, timeout))
+        asyncio.run(wait_for_consumers(self.layout.amqp_url, SERVICES, timeout))
 
     def pids(self) -> dict[str, int]:
         found = {}
@@ -331,73 +331,6 @@ class Stack:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
-
-
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:  # a zombie child counts as gone
-        return os.waitpid(pid, os.WNOHANG) == (0, 0)
-    except ChildProcessError:
-        return True
-
-
-def signal_group(pid: int, sig: int) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pid, sig)
-
-
-def ensure_vhost(vhost: str, fresh: bool) -> None:
-    def ctl(*args: str) -> subprocess.CompletedProcess:
-        return subprocess.run(["rabbitmqctl", "-q", *args], capture_output=True, text=True)
-
-    if fresh:
-        ctl("delete_vhost", vhost)
-    ctl("add_vhost", vhost)
-    done = ctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
-    if done.returncode != 0:
-        raise RuntimeError(f"could not set up RabbitMQ vhost {vhost}: {done.stderr.strip()}")
-
-
-async def drop_database(url: str) -> None:
-    import asyncpg
-    from sqlalchemy.engine import make_url
-
-    target = make_url(url)
-    admin = target.set(database="postgres", drivername="postgresql")
-    conn = await asyncpg.connect(admin.render_as_string(hide_password=False))
-    try:
-        await conn.execute(f'DROP DATABASE IF EXISTS "{target.database}" WITH (FORCE)')
-    finally:
-        await conn.close()
-
-
-async def wait_for_consumers(amqp_url: str, timeout: float) -> None:
-    """Every service queue has a consumer attached."""
-    import aio_pika
-
-    deadline = time.monotonic() + timeout
-    connection = await aio_pika.connect(amqp_url)
-    async with connection:
-        for queue_name in SERVICES:
-            while True:
-                channel = await connection.channel()
-                try:
-                    queue = await channel.declare_queue(queue_name, passive=True)
-                    if queue.declaration_result.consumer_count > 0:
-                        break
-                except aio_pika.exceptions.ChannelClosed:
-                    pass
-                finally:
-                    if not channel.is_closed:
-                        await channel.close()
-                if time.monotonic() > deadline:
-                    raise TimeoutError(f"no consumer on queue {queue_name} within {timeout:.0f} s")
-                await asyncio.sleep(0.2)
 
 
 def main() -> None:

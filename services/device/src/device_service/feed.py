@@ -20,7 +20,8 @@ import aio_pika
 import structlog
 from aio_pika.abc import AbstractIncomingMessage
 
-from device_service.read_model import EVENT_KEYS, Presence, ReadModel
+from device_service.appliers import EVENT_KEYS
+from device_service.read_model import Presence, ReadModel
 from device_service.snapshot import Resync
 from shared.db import utcnow
 from shared.events import Envelope, decode

@@ -23,30 +23,6 @@ from shared.storage import Storage
 
 PRODUCER = "session"
 PRIVILEGED = ("admin", "backend")
-# set_metadata query parameters -> keys of meta["settings"] (reference §5.5)
-SETTINGS_PARAMS = {
-    "settings_framerate": "framerate",
-    "settings_data_sharing": "datasharing",
-    "settings_pose_model": "posemodel",
-    "settings_openSimModel": "openSimModel",
-    "settings_augmenter_model": "augmentermodel",
-    "settings_filter_frequency": "filterfrequency",
-    "settings_scaling_setup": "scalingsetup",
-}
-CHECKERBOARD_PARAMS = {
-    "cb_square": "square_size",
-    "cb_rows": "rows",
-    "cb_cols": "cols",
-    "cb_placement": "placement",
-}
-SUBJECT_PARAMS = {
-    "mass": "subject_mass",
-    "height": "subject_height",
-    "sex": "subject_sex",
-    "gender": "subject_gender",
-    "datasharing": "subject_data_sharing",
-    "posemodel": "subject_pose_model",
-}
 
 
 def emit(tx: AsyncSession, event: Event | None) -> None:
@@ -147,35 +123,6 @@ async def new_subject(tx: AsyncSession, session: Session, user: User, public_bas
     return child
 
 
-def _params(query: Mapping[str, str], names: Mapping[str, str]) -> dict[str, str]:
-    return {key: query[param] for key, param in names.items() if param in query}
-
-
-def metadata_from_query(session: Session, query: Mapping[str, str]) -> dict:
-    """The session's meta after `GET set_metadata/?…`: the web app's settings, checkerboard
-    and subject (reference §5.5; a frame rate alone replaces the settings, as there)."""
-    meta = dict(session.meta or {})
-    if "subject_id" in query:
-        meta["subject"] = {
-            "id": query["subject_id"],
-            **{k: query.get(p, "") for k, p in SUBJECT_PARAMS.items()},
-        }
-    if "isMono" in query:
-        session.is_mono = query["isMono"].lower() == "true"
-    settings = {} if "settings_framerate" in query else dict(meta.get("settings") or {})
-    settings |= {key: query[param] for param, key in SETTINGS_PARAMS.items() if param in query}
-    if settings:
-        framerate = str(settings.get("framerate", "60"))
-        if not framerate.isdigit() or int(framerate) == 0:
-            raise Invalid("A frame rate is a positive whole number.", field="settings_framerate")
-        meta["settings"] = settings
-    if any(p in query for p in CHECKERBOARD_PARAMS):
-        meta["checkerboard"] = {key: query.get(p, "") for p, key in CHECKERBOARD_PARAMS.items()}
-    if "settings_session_name" in query:
-        meta["sessionName"] = query["settings_session_name"][:256]
-    return meta
-
-
 async def set_subject(tx: AsyncSession, session: Session, subject_id: str) -> None:
     """The session's subject: one of the session owner's (an admin may set it too)."""
     try:
@@ -197,23 +144,6 @@ async def _calibrated_in(tx: AsyncSession, session: Session) -> Session | None:
     root_id = session.linked("sessionWithCalibration")
     root = await tx.get(Session, root_id) if root_id else None
     return root if root is not None and root.user_id == session.user_id else None
-
-
-LINKS = ("sessionWithCalibration", "startNewSession")
-
-
-async def check_links(tx: AsyncSession, session: Session, meta: dict) -> None:
-    """Links in a session's meta may only name the same owner's other sessions."""
-    for key in LINKS:
-        if key not in meta or meta[key] is None:
-            continue
-        value = meta[key].get("id") if isinstance(meta[key], dict) else None
-        try:
-            target = await tx.get(Session, UUID(str(value)))
-        except ValueError:
-            target = None
-        if target is None or target.user_id != session.user_id or target.id == session.id:
-            raise Invalid(f"{key} must name another session of yours.", field="meta")
 
 
 async def calibration_session(tx: AsyncSession, session: Session) -> Session:

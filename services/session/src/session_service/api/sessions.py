@@ -2,7 +2,7 @@
 
 from fastapi import APIRouter, Request, Response
 
-from session_service import listing, sessions, trials
+from session_service import listing, metadata, sessions, trials
 from session_service.api.deps import (
     NO_PERMISSION,
     OptionalUser,
@@ -96,7 +96,7 @@ async def update_session(session_id: str, tx: Tx, request: Request, user: Verifi
         meta = json_field(fields["meta"], "meta")
         if meta is not None and not isinstance(meta, dict):
             raise Invalid("Expected a JSON object.", field="meta")
-        await sessions.check_links(tx, session, meta or {})
+        await metadata.check_links(tx, session, meta or {})
         sessions.emit(tx, session.set_meta(meta, utcnow()))
     session.updated_at = utcnow()
     return await session_view(tx, request, session)
@@ -138,7 +138,7 @@ async def new_subject(session_id: str, tx: Tx, request: Request, user: VerifiedU
 @router.get("/{session_id}/set_metadata/")
 async def set_metadata(session_id: str, tx: Tx, request: Request, user: VerifiedUser) -> dict:
     session = await _owned(tx, session_id, user)
-    meta = sessions.metadata_from_query(session, request.query_params)
+    meta = metadata.metadata_from_query(session, request.query_params)
     sessions.emit(tx, session.set_meta(meta, utcnow()))
     return await session_view(tx, request, session)
 
