@@ -107,7 +107,9 @@ async def apply_patch(tx: Tx, trial: Trial, fields: dict[str, Any], user: User) 
         if meta is not None and not isinstance(meta, dict):
             raise Invalid("Expected a JSON object.", field="meta")
         trial.meta = meta
-        trials.emit(tx, TrialMetaUpdated(trial_id=trial.id, session_id=trial.session_id, meta=meta))
+        sessions.emit(
+            tx, TrialMetaUpdated(trial_id=trial.id, session_id=trial.session_id, meta=meta)
+        )
     for name in WORKER_FIELDS:
         if name in fields:
             value = fields[name]
@@ -121,7 +123,7 @@ async def apply_patch(tx: Tx, trial: Trial, fields: dict[str, Any], user: User) 
         if {name, trial.name} & {"calibration", "neutral"}:
             raise Conflict("Calibration and neutral trials keep their names.")
         trial.name = name
-        trials.emit(
+        sessions.emit(
             tx, TrialRenamed(trial_id=trial.id, session_id=trial.session_id, name=trial.name)
         )
     if "status" in fields:
@@ -130,7 +132,7 @@ async def apply_patch(tx: Tx, trial: Trial, fields: dict[str, Any], user: User) 
             trials.check_reprocess(trial)
             await processing.reprocess(tx, trial)
         else:
-            trials.emit(tx, trials.set_status(trial, status, user))
+            sessions.emit(tx, trials.set_status(trial, status, user))
     trial.updated_at = utcnow()
 
 
@@ -167,7 +169,7 @@ async def rename(trial_id: str, tx: Tx, request: Request, user: VerifiedUser) ->
     if name in ("calibration", "neutral") or trial.name in ("calibration", "neutral"):
         raise Conflict("Calibration and neutral trials keep their names.")
     trial.name, trial.updated_at = name, utcnow()
-    trials.emit(tx, TrialRenamed(trial_id=trial.id, session_id=trial.session_id, name=name))
+    sessions.emit(tx, TrialRenamed(trial_id=trial.id, session_id=trial.session_id, name=name))
     return {"data": await trial_view(tx, request, trial)}
 
 
