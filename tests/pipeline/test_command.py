@@ -2,6 +2,8 @@
 its own words (or its stderr) when it fails."""
 
 import json
+import signal
+import subprocess
 import sys
 import textwrap
 from pathlib import Path
@@ -143,9 +145,37 @@ def test_a_bad_manifest_fails_the_job(tmp_path, clips, manifest, complaint):
 
 def test_missing_command_fails_the_job(tmp_path, clips):
     job, outputs, videos = job_folder(tmp_path, clips[:1])
+    missing = tmp_path / "no-such-pipeline"
 
-    with pytest.raises(ProcessingError, match="Processing failed unexpectedly."):
-        command_process(str(tmp_path / "no-such-pipeline"))(job, outputs, videos)
+    with pytest.raises(ProcessingError, match="Processing failed unexpectedly.") as raised:
+        command_process(str(missing))(job, outputs, videos)
+
+    assert f"cannot run {missing}: No such file or directory" in raised.value.dev_message
+
+
+# Blocks SIGTERM, has one sent to it (it stays pending: as when the worker's group is
+# signalled while the command is being started), then becomes the launcher.
+PENDING_THEN_LAUNCH = """
+import os, signal, sys
+signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT})
+os.kill(os.getpid(), signal.SIGTERM)
+launch = [sys.executable, "-m", "pipeline.launch"]
+os.execv(sys.executable, [*launch, "cat", "/proc/self/status"])
+"""
+
+
+def test_a_stop_signal_pending_at_start_does_not_reach_the_command():
+    # `cat` prints the signal state it was started with: pending, blocked, ignored.
+    ran = subprocess.run(
+        [sys.executable, "-c", PENDING_THEN_LAUNCH], capture_output=True, text=True, timeout=30
+    )
+
+    assert ran.returncode == 0, ran.stderr
+    status = dict(line.split(":\t", 1) for line in ran.stdout.splitlines())
+    signals = [signal.SIGTERM, signal.SIGINT, signal.SIGPIPE, signal.SIGXFSZ]
+    for field in ("SigPnd", "ShdPnd", "SigBlk", "SigIgn"):
+        mask = int(status[field], 16)
+        assert [sig.name for sig in signals if mask >> (sig - 1) & 1] == [], field
 
 
 async def test_worker_reports_a_failing_command_as_failed(

@@ -18,11 +18,12 @@ from shared.events import ProcessingCompleted, ProcessingStarted
 from tests.conftest import ROOT
 from tests.pipeline.support import job_with, put_videos
 
-# Waits until the test lets it go (its own argument comes first, the SDK's two folders
-# after it), then posts one file.
+# Says it runs, waits until the test lets it go (its own two arguments come first, the
+# SDK's two folders after them), then posts one file.
 PIPELINE = """
 import json, pathlib, sys, time
-go, inputs, outputs = map(pathlib.Path, sys.argv[1:4])
+running, go, inputs, outputs = map(pathlib.Path, sys.argv[1:5])
+running.touch()
 while not go.exists():
     time.sleep(0.02)
 (outputs / "cameras.txt").write_text(" ".join(sorted(p.name for p in inputs.iterdir())))
@@ -51,7 +52,18 @@ async def scrape(port: int, process: subprocess.Popen, timeout: float = 30.0) ->
                 await asyncio.sleep(0.1)
 
 
-def worker_process(settings, tmp_path: Path, port: int, go: Path) -> subprocess.Popen:
+async def until_exists(path: Path, process: subprocess.Popen, timeout: float = 30.0) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not await asyncio.to_thread(path.exists):
+        assert process.poll() is None, "the worker exited"
+        assert loop.time() < deadline, f"no {path.name}"
+        await asyncio.sleep(0.02)
+
+
+def worker_process(
+    settings, tmp_path: Path, port: int, running: Path, go: Path
+) -> subprocess.Popen:
     command = tmp_path / "pipeline.py"
     command.write_text(textwrap.dedent(PIPELINE))
     env = {
@@ -63,7 +75,7 @@ def worker_process(settings, tmp_path: Path, port: int, go: Path) -> subprocess.
         "WORKER_TYPE": "dynamic",
         "POLL_SECONDS": "0.05",
         "METRICS_PORT": str(port),
-        "PIPELINE_COMMAND": f"{sys.executable} {command} {go}",
+        "PIPELINE_COMMAND": f"{sys.executable} {command} {running} {go}",
         "LOG_JSON": "false",
     }
     argv = [sys.executable, "-m", "pipeline.reference"]
@@ -76,11 +88,12 @@ async def test_sigterm_to_the_workers_group_lets_the_command_finish_the_job(
     trial_id = uuid4()
     job = job_with(trial_id, put_videos(storage, clips, trial_id))
     await broker.submit(job)
-    port, go = free_port(), tmp_path / "go"
-    worker = worker_process(settings, tmp_path, port, go)
+    port, running, go = free_port(), tmp_path / "running", tmp_path / "go"
+    worker = worker_process(settings, tmp_path, port, running, go)
     try:
         _, started = await broker.report()
         during = await scrape(port, worker)
+        await until_exists(running, worker)
         os.killpg(worker.pid, signal.SIGTERM)  # as `dev.stack down` and container stops do
         await asyncio.sleep(0.2)  # (a command that died of it would have reported by now)
         go.touch()

@@ -21,14 +21,18 @@ Exit status 0: the files of the manifest are uploaded and reported (`processing.
 Any other status: `processing.failed`, with error.json's messages if the command wrote it,
 else a generic message and the tail of its stderr. Its stdout goes to the worker's own.
 The command runs in a session of its own, so a SIGTERM sent to the worker's process group
-does not cut it: the worker finishes the job before it stops.
+does not cut it, even one sent while it is being started (`launch.py`): the worker finishes
+the job before it stops.
 """
 
+import contextlib
 import json
 import os
 import shlex
 import signal
 import subprocess
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +46,7 @@ from pipeline.job import (
     ProcessingError,
     camera_name,
 )
+from pipeline.launch import STOP_SIGNALS
 from shared.events import ProcessingJob, UploadedVideo
 
 STDERR_TAIL = 2000  # characters of the command's stderr kept in the failure report
@@ -107,10 +112,17 @@ def run_command(
 
 
 def _wait(argv: list[str], env: dict, cwd: Path, stderr: Any, timeout: float | None) -> int:
+    launch = [sys.executable, "-m", "pipeline.launch", *argv]
     try:
-        proc = subprocess.Popen(
-            argv, env=env, cwd=cwd, stdin=subprocess.DEVNULL, stderr=stderr, start_new_session=True
-        )
+        with blocked(STOP_SIGNALS):  # until the child is in its own session (launch.py)
+            proc = subprocess.Popen(
+                launch,
+                env=env,
+                cwd=cwd,
+                stdin=subprocess.DEVNULL,
+                stderr=stderr,
+                start_new_session=True,
+            )
     except OSError as exc:
         raise ProcessingError(GENERIC_FAILURE, f"the pipeline command cannot start: {exc}") from exc
     with proc:
@@ -122,6 +134,16 @@ def _wait(argv: list[str], env: dict, cwd: Path, stderr: Any, timeout: float | N
             raise ProcessingError(
                 "Processing took too long.", f"{argv[0]} was stopped after {timeout:g} s"
             ) from None
+
+
+@contextlib.contextmanager
+def blocked(signals: set[signal.Signals]) -> Iterator[None]:
+    """`signals` blocked in this thread (the process's other threads still take them)."""
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, signals)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 def failure(outputs: Path, dev_message: str) -> ProcessingError:
