@@ -24,7 +24,8 @@ import httpx
 
 from dev.clients import Timeline, WebApp
 from dev.demo import ensure_user
-from dev.stack import SERVICES, Layout, Stack
+from dev.layout import SERVICES, Layout
+from dev.stack import Stack
 
 EVERY_SECOND, LONG_POLL, WEB = (
     "phones polling once a second",

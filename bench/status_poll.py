@@ -89,7 +89,7 @@ async def seed(url: str, sessions: int, phones: int) -> list[str]:
 
 
 def prepare_database() -> str:
-    from dev.stack import drop_database
+    from dev.resources import drop_database
     from shared.migrations import create_database, upgrade
 
     url = f"{POSTGRES}/{DATABASE}"
@@ -100,7 +100,7 @@ def prepare_database() -> str:
 
 
 def prepare_vhost() -> str:
-    from dev.stack import ensure_vhost
+    from dev.resources import ensure_vhost
 
     ensure_vhost(VHOST, fresh=True)
     return f"{AMQP}/{VHOST}"

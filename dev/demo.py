@@ -20,7 +20,8 @@ import httpx
 from sqlalchemy import select
 
 from dev.clients import Phone, Timeline, WebApp
-from dev.stack import DEV, Layout, Stack
+from dev.layout import DEV, Layout
+from dev.stack import Stack
 from dev.videos import make_clips
 from shared.db import create_engine, create_sessionmaker
 

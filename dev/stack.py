@@ -6,8 +6,8 @@ local PostgreSQL and RabbitMQ.
     python -m dev.stack down      stop what `up` started
     python -m dev.stack status    what is running
 
-A `Layout` says where a stack lives (ports, databases, RabbitMQ vhost, run directory), so
-the end-to-end tests run their own stack beside a developer's without touching it.
+A `Layout` (`layout.py`) says where a stack lives, so the end-to-end tests run their own
+stack beside a developer's without touching it.
 """
 
 import argparse
@@ -19,91 +19,13 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import httpx
 
 from dev.certs import CERTS
 from dev.certs import ensure as ensure_certs
+from dev.layout import BIN, DEV, ROOT, SERVICES, Layout
 from dev.resources import alive, drop_database, ensure_vhost, signal_group, wait_for_consumers
-
-ROOT = Path(__file__).resolve().parents[1]
-BIN = Path(sys.executable).parent
-SERVICES = ("session", "device", "upload", "results")
-POSTGRES = os.environ.get("POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432")
-AMQP = os.environ.get("AMQP_BASE_URL", "amqp://guest:guest@127.0.0.1:5672")
-
-
-@dataclass(frozen=True)
-class Layout:
-    name: str = "dev"
-    base_port: int = 8000
-    db_prefix: str = "opencap"
-    vhost: str = "/"
-    # The gateway also serves HTTPS on <tls_host>:443, as the stock iPhone app requires:
-    # each local stack gets its own loopback address for it.
-    tls_host: str = "127.0.0.1"
-
-    @property
-    def run_dir(self) -> Path:
-        return ROOT / ".run" / self.name
-
-    @property
-    def gateway_url(self) -> str:
-        return f"http://127.0.0.1:{self.base_port}"
-
-    @property
-    def public_url(self) -> str:
-        """What phones are told (QR codes): the gateway over HTTPS on port 443."""
-        return f"https://{self.tls_host}"
-
-    @property
-    def ca_file(self) -> Path:
-        return CERTS / "ca.pem"
-
-    @property
-    def s3_url(self) -> str:
-        return f"http://127.0.0.1:{self.base_port + 9}"
-
-    @property
-    def amqp_url(self) -> str:
-        vhost = "" if self.vhost == "/" else self.vhost
-        return f"{AMQP}/{vhost}"
-
-    def port(self, service: str) -> int:
-        return self.base_port + 1 + SERVICES.index(service)
-
-    @property
-    def smtp_port(self) -> int:
-        return self.base_port + 8
-
-    @property
-    def maildir(self) -> Path:
-        """Where the local mail catcher keeps what the services send (verification codes)."""
-        return self.run_dir / "mail"
-
-    def metrics_port(self, service: str) -> int:
-        return self.base_port + 11 + SERVICES.index(service)
-
-    @property
-    def pipeline_metrics_port(self) -> int:
-        """The reference pipeline worker's Prometheus endpoint (also its readiness signal)."""
-        return self.base_port + 15
-
-    def database_url(self, service: str) -> str:
-        return f"{POSTGRES}/{self.db_prefix}_{service}"
-
-
-DEV = Layout()
-# The end-to-end tests' stack; E2E_PORT_BASE moves it (and its databases and vhost) aside.
-_E2E = int(os.environ.get("E2E_PORT_BASE", "18000"))
-TEST = Layout(
-    name=f"test{_E2E}",
-    base_port=_E2E,
-    db_prefix=f"test{_E2E}_opencap",
-    vhost=f"opencap_test{_E2E}",
-    tls_host=f"127.0.0.{min(max(2 + (_E2E - 18000) // 1000, 2), 31)}",
-)
 
 
 @dataclass

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from dev.stack import Layout, Stack
+from dev.layout import Layout
+from dev.stack import Stack
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"

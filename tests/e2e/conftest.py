@@ -4,7 +4,8 @@ databases and RabbitMQ vhost of the TEST layout (E2E_PORT_BASE moves them)."""
 import httpx
 import pytest
 
-from dev.stack import TEST, Stack
+from dev.layout import TEST
+from dev.stack import Stack
 
 
 @pytest.fixture(scope="session")

@@ -8,7 +8,7 @@ import uuid
 import httpx
 import pytest
 
-from dev.stack import TEST
+from dev.layout import TEST
 
 SESSION = uuid.uuid4()
 ROUTES = [

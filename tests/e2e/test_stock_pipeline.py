@@ -12,7 +12,7 @@ import httpx
 
 from dev.clients import Phone, Timeline, WebApp
 from dev.demo import ensure_user
-from dev.stack import TEST
+from dev.layout import TEST
 from dev.videos import make_clips
 
 

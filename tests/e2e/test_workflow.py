@@ -7,7 +7,7 @@ import httpx
 import pytest
 
 from dev.demo import record_trial
-from dev.stack import TEST
+from dev.layout import TEST
 
 
 def frame_count(path) -> int:
