@@ -290,13 +290,30 @@ async def test_parameters_that_are_not_a_json_object_are_400(client, tx, paramet
     assert then.status_code == 200
 
 
-async def test_parameters_that_are_not_json_are_400(client, tx):
+@pytest.mark.parametrize("parameters", ["{model", '{"fps": NaN}', '{"fps": -Infinity}'])
+async def test_parameters_that_are_not_json_are_400(client, tx, parameters):
     trial = await joined_trial(tx)
 
-    response = await patch(client, trial.cameras[0].video_id, data={"parameters": "{model"})
+    response = await patch(client, trial.cameras[0].video_id, data={"parameters": parameters})
 
     assert response.status_code == 400
     assert list(response.json()) == ["parameters"]
+
+
+@pytest.mark.parametrize("number", [b"NaN", b"Infinity", b"1e400"])
+async def test_a_json_body_with_a_number_no_database_stores_is_400(client, tx, number):
+    trial = await joined_trial(tx)
+    body = b'{"parameters": {"max_framerate": ' + number + b"}}"
+
+    response = await patch(
+        client,
+        trial.cameras[0].video_id,
+        content=body,
+        headers={"content-type": "application/json"},
+    )
+
+    assert response.status_code == 400
+    assert response.json()["detail"].startswith("JSON parse error")
 
 
 async def test_body_that_is_not_a_json_object_is_400(client, tx):

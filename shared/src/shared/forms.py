@@ -7,6 +7,7 @@ body too (the pipeline's `get_presigned_url` sends `fileName` that way).
 """
 
 import json
+import math
 from typing import Any
 
 from starlette.datastructures import UploadFile
@@ -29,12 +30,29 @@ def json_object(body: bytes) -> dict[str, Any]:
     if not body.strip():
         return {}
     try:
-        data = json.loads(body)
+        data = parse_json(body)
     except ValueError as exc:
         raise Invalid(f"JSON parse error - {exc}") from None
     if not isinstance(data, dict):
         raise Invalid("Expected a JSON object.")
     return storable(data)
+
+
+def parse_json(text: str | bytes) -> Any:
+    """Strict JSON: Python's parser also takes NaN, Infinity and numbers beyond a double
+    (1e400), which no client means and which PostgreSQL's JSON types refuse."""
+    return json.loads(text, parse_constant=_no_constant, parse_float=_finite_float)
+
+
+def _no_constant(name: str) -> float:
+    raise ValueError(f"{name} is not a JSON value")
+
+
+def _finite_float(text: str) -> float:
+    number = float(text)
+    if not math.isfinite(number):
+        raise ValueError(f"number out of range: {text[:20]}")
+    return number
 
 
 def storable(value: Any) -> Any:
@@ -72,7 +90,7 @@ def json_field(value: Any, field: str) -> Any:
     """A JSON value given either as JSON or as JSON text in a form field."""
     if isinstance(value, str):
         try:
-            return storable(json.loads(value)) if value.strip() else None
+            return storable(parse_json(value)) if value.strip() else None
         except ValueError:
             raise Invalid("Value must be valid JSON.", field=field) from None
     if isinstance(value, UploadFile):

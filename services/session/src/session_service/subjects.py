@@ -34,15 +34,23 @@ def _number(fields: Mapping[str, Any], name: str, kind: type) -> float | int | N
     value = fields.get(name)
     if value in (None, ""):
         return None
-    try:
-        number = kind(value)
-    except (TypeError, ValueError):
-        raise Invalid(
-            f"A valid {'integer' if kind is int else 'number'} is required.", field=name
-        ) from None
-    if not math.isfinite(number) or number < 0:
+    number = _finite(value)
+    if number is None or kind is int and not number.is_integer():
+        raise Invalid(f"A valid {'integer' if kind is int else 'number'} is required.", field=name)
+    if number < 0:
         raise Invalid("Ensure this value is greater than or equal to 0.", field=name)
-    return number
+    return kind(number)
+
+
+def _finite(value: Any) -> float | None:
+    """`value` as a finite float, or None (text that is no number, NaN, 1e400, 10**400)."""
+    if isinstance(value, bool):
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError, OverflowError):
+        return None
+    return number if math.isfinite(number) else None
 
 
 def _choice(fields: Mapping[str, Any], name: str, choices: dict[str, str]) -> str | None:

@@ -1,12 +1,12 @@
 """Request and response bodies of the upload service, in the original API's shapes."""
 
-import json
 from dataclasses import dataclass
 from typing import Any
 
 from pydantic import BaseModel, Field
 
 from shared.errors import Invalid
+from shared.forms import json_field
 from shared.storage import Storage
 from upload_service.models import Video
 
@@ -49,11 +49,7 @@ def video_patch(fields: dict[str, Any], stored: tuple[str, int] | None = None) -
 
 
 def _json_object(value: Any, field: str) -> dict[str, Any] | None:
-    if isinstance(value, str):
-        try:
-            value = json.loads(value) if value.strip() else None
-        except ValueError:
-            raise Invalid("Value must be valid JSON.", field=field) from None
+    value = json_field(value, field)
     if value is not None and not isinstance(value, dict):
         raise Invalid("Expected a JSON object.", field=field)
     return value
