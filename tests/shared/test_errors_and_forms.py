@@ -1,8 +1,13 @@
 """What clients see when things go wrong (DRF's body shapes), and how request bodies are
 read whichever way the original clients send them."""
 
+import asyncio
+import re
+import socket
+
 import httpx
 import pytest
+import uvicorn
 from fastapi import APIRouter, Request
 from pydantic import BaseModel
 from starlette.datastructures import UploadFile
@@ -81,11 +86,23 @@ def make_app():
 
 @pytest.fixture
 async def client():
-    # Starlette re-raises an unhandled exception after its 500 response has been sent; the
-    # transport must not turn that into a test error, a real server would not either.
-    transport = httpx.ASGITransport(app=make_app(), raise_app_exceptions=False)
+    # An exception the app let out would be raised here, as a server would see it.
+    transport = httpx.ASGITransport(app=make_app())
     async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
         yield client
+
+
+async def exchange(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, path: str) -> bytes:
+    """One GET on an open HTTP/1.1 connection: the response's head (b"" if it was closed)."""
+    try:
+        writer.write(f"GET {path} HTTP/1.1\r\nHost: test\r\n\r\n".encode())
+        await writer.drain()
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+    except (asyncio.IncompleteReadError, ConnectionError):
+        return b""
+    length = int(re.search(rb"content-length: (\d+)", head, re.IGNORECASE).group(1))
+    await reader.readexactly(length)
+    return head
 
 
 class TestErrorBodies:
@@ -149,6 +166,25 @@ class TestErrorBodies:
         assert "secret internals" not in response.text
         assert "Traceback" not in response.text
 
+    async def test_the_connection_outlives_a_500(self):
+        """The gateway reuses its connections to a service: a 500 must not close one."""
+        listening = socket.create_server(("127.0.0.1", 0))  # connections wait in its backlog
+        server = uvicorn.Server(uvicorn.Config(make_app(), log_level="warning"))
+        serving = asyncio.create_task(server.serve(sockets=[listening]))
+        try:
+            reader, writer = await asyncio.open_connection(
+                sock=socket.create_connection(listening.getsockname())
+            )
+            crashed = await exchange(reader, writer, "/crash")
+            then = await exchange(reader, writer, "/healthz")
+            writer.close()
+        finally:
+            server.should_exit = True
+            await serving
+
+        assert crashed.startswith(b"HTTP/1.1 500 ")
+        assert then.startswith(b"HTTP/1.1 200 ")
+
     async def test_health_answers_without_a_database(self, client):
         response = await client.get("/healthz")
 
@@ -194,6 +230,22 @@ class TestReadFields:
         assert response.status_code == 400
         assert response.json()["detail"].startswith("JSON parse error")
 
+    @pytest.mark.parametrize(
+        ("body", "complaint"),
+        [
+            (b'{"meta": {"a": NaN}}', "NaN is not a JSON value"),
+            (b'{"meta": [-Infinity]}', "-Infinity is not a JSON value"),
+            (b'{"weight": 1e400}', "number out of range: 1e400"),
+        ],
+    )
+    async def test_numbers_beyond_json_are_a_parse_error(self, client, body, complaint):
+        response = await client.post(
+            "/echo", content=body, headers={"content-type": "application/json"}
+        )
+
+        assert response.status_code == 400
+        assert response.json() == {"detail": f"JSON parse error - {complaint}"}
+
     async def test_json_that_is_not_an_object_is_rejected(self, client):
         response = await client.post("/echo", json=["name"])
 
@@ -214,6 +266,13 @@ class TestJsonField:
 
     def test_blank_text_is_none(self):
         assert json_field("  ", "meta") is None
+
+    @pytest.mark.parametrize("text", ['{"a": NaN}', '{"a": Infinity}', "[1e999]"])
+    def test_json_text_with_numbers_beyond_json_is_invalid(self, text):
+        with pytest.raises(Invalid) as raised:
+            json_field(text, "meta")
+
+        assert (raised.value.field, raised.value.detail) == ("meta", "Value must be valid JSON.")
 
     def test_bad_json_is_invalid_for_that_field(self):
         with pytest.raises(Invalid) as raised:

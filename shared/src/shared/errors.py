@@ -10,6 +10,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 log = structlog.get_logger()
 
@@ -104,13 +105,39 @@ async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResp
     return JSONResponse({"detail": detail}, status_code=exc.status_code, headers=exc.headers)
 
 
-async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
-    log.exception("request_failed", path=request.url.path)
-    return JSONResponse({"detail": "A server error occurred."}, status_code=500)
+class UnexpectedErrors:
+    """Any other exception: logged with its traceback, answered with a bare 500.
+
+    Not an exception handler: Starlette re-raises after one of those has answered, and the
+    server then closes the connection. The gateway keeps connections to the services open
+    and would send the next request, someone else's, down the closed one: a 502 for a
+    POST or PATCH, which nginx does not retry."""
+
+    def __init__(self, app: ASGIApp):
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        started = False
+
+        async def send_watched(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_watched)
+        except Exception:
+            log.exception("request_failed", path=scope["path"])
+            if started:  # too late for a response: the server drops the connection
+                raise
+            response = JSONResponse({"detail": "A server error occurred."}, status_code=500)
+            await response(scope, receive, send)
 
 
 def add_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(DomainError, _domain_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
-    app.add_exception_handler(Exception, _unexpected_error)
+    app.add_middleware(UnexpectedErrors)
