@@ -19,10 +19,20 @@ from device_service.main import create_app
 from device_service.read_model import ReadModel
 from shared.config import S3Settings
 from shared.db import utcnow
-from shared.events import Envelope, Event, SessionCreated, TrialStarted, TrialStopped
+from shared.events import (
+    Envelope,
+    Event,
+    SessionCreated,
+    TokenIssued,
+    TrialStarted,
+    TrialStopped,
+    UserUpdated,
+)
+from shared.identity import token_hash
 from tests.conftest import api_client, database_for, migrated_engine, rolled_back
 
 PUBLIC_URL = "https://api.example.org"
+OWNER_ID = 1  # of the sessions `create_session` makes
 
 
 @pytest.fixture(scope="session")
@@ -68,8 +78,8 @@ def read_model(app: FastAPI) -> ReadModel:
 
 
 @pytest.fixture
-async def client(app: FastAPI):
-    async with api_client(app) as client:
+async def client(app: FastAPI, tx: AsyncSession):
+    async with api_client(app, tx) as client:
         yield client
 
 
@@ -86,12 +96,38 @@ async def deliver(tx: AsyncSession, event: Event, read_model: ReadModel | None =
         read_model.apply(envelope_of(event), event)
 
 
+def identity_events(
+    user_id: int, groups: tuple[str, ...] = (), verified: bool = True
+) -> tuple[list[Event], dict[str, str]]:
+    """What the session service tells of a user who logged in; their auth header.
+    `verified=False`: logged in, the e-mailed code not entered yet."""
+    token = f"token-of-user-{user_id}"
+    events = [
+        UserUpdated(user_id=user_id, groups=list(groups), verified=verified),
+        TokenIssued(key_hash=token_hash(token), user_id=user_id),
+    ]
+    return events, {"Authorization": f"Token {token}"}
+
+
+async def signed_in(tx: AsyncSession, user_id: int = OWNER_ID, **kwargs) -> dict[str, str]:
+    """A caller this service learned of from the session service's events; their header."""
+    events, header = identity_events(user_id, **kwargs)
+    for event in events:
+        await deliver(tx, event)
+    return header
+
+
+@pytest.fixture
+async def as_owner(tx: AsyncSession) -> dict[str, str]:
+    return await signed_in(tx)
+
+
 async def create_session(
     tx: AsyncSession, framerate: int = 60, read_model: ReadModel | None = None
 ) -> UUID:
     """A session as the device service learns it: from `session.created`."""
     session_id = uuid4()
-    event = SessionCreated(session_id=session_id, user_id=1, framerate=framerate)
+    event = SessionCreated(session_id=session_id, user_id=OWNER_ID, framerate=framerate)
     await deliver(tx, event, read_model)
     return session_id
 

@@ -309,7 +309,7 @@ async def test_a_deleted_trial_disappears_from_the_status_answer(client, tx, rea
     assert (await tx.scalars(select(VideoSlot))).all() == []
 
 
-async def test_a_deleted_session_answers_404_everywhere(client, tx, read_model):
+async def test_a_deleted_session_answers_404_everywhere(client, tx, read_model, as_owner):
     session_id = await create_session(tx, read_model=read_model)
     await start_trial(tx, session_id, read_model=read_model)
     phone = uuid4()
@@ -321,8 +321,8 @@ async def test_a_deleted_session_answers_404_everywhere(client, tx, read_model):
         await poll(client, session_id, phone),
         await poll(client, session_id),
         await client.get(f"/sessions/{session_id}/status/", headers={"Origin": "http://x"}),
-        await client.get(f"/sessions/{session_id}/devices/"),
-        await client.get(f"/sessions/{session_id}/status/stream/"),
+        await client.get(f"/sessions/{session_id}/devices/", headers=as_owner),
+        await client.get(f"/sessions/{session_id}/status/stream/", headers=as_owner),
     ):
         assert response.status_code == 404 and "detail" in response.json()
 

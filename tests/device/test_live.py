@@ -6,11 +6,26 @@ import json
 from uuid import uuid4
 
 import pytest
+from sqlalchemy import select
 
 from device_service.live import phone_tag, session_stream
+from device_service.models import KnownSession
 from shared.db import utcnow
-from shared.events import SessionDeleted, SessionUpdated, TrialStarted, VideoUploaded
-from tests.device.conftest import create_session, deliver, start_trial, stop_trial
+from shared.events import (
+    SessionCreated,
+    SessionDeleted,
+    SessionUpdated,
+    TrialStarted,
+    VideoUploaded,
+)
+from tests.device.conftest import (
+    OWNER_ID,
+    create_session,
+    deliver,
+    signed_in,
+    start_trial,
+    stop_trial,
+)
 
 
 def status_url(session_id) -> str:
@@ -106,13 +121,15 @@ def devices_url(session_id) -> str:
     return f"/sessions/{session_id}/devices/"
 
 
-async def test_devices_lists_the_phones_polling_before_the_recording(client, tx, read_model):
+async def test_devices_lists_the_phones_polling_before_the_recording(
+    client, tx, read_model, as_owner
+):
     session_id = await create_session(tx, read_model=read_model)
     phones = [uuid4() for _ in range(3)]
     for phone in phones:
         await client.get(status_url(session_id), params={"device_id": str(phone).upper()})
 
-    body = (await client.get(devices_url(session_id))).json()
+    body = (await client.get(devices_url(session_id), headers=as_owner)).json()
 
     assert body["n_connected"] == 3 and body["trial"] is None
     assert [d["label"] for d in body["devices"]] == ["phone 1", "phone 2", "phone 3"]
@@ -121,15 +138,17 @@ async def test_devices_lists_the_phones_polling_before_the_recording(client, tx,
     assert all(not d["in_trial"] and d["model"] is None for d in body["devices"])
 
 
-async def test_a_phone_keeps_its_label_while_others_come_and_poll_again(client, tx, read_model):
+async def test_a_phone_keeps_its_label_while_others_come_and_poll_again(
+    client, tx, read_model, as_owner
+):
     session_id = await create_session(tx, read_model=read_model)
     first, second = uuid4(), uuid4()
 
     await client.get(status_url(session_id), params={"device_id": str(first)})
-    before = (await client.get(devices_url(session_id))).json()["devices"]
+    before = (await client.get(devices_url(session_id), headers=as_owner)).json()["devices"]
     for phone in (second, first, second):
         await client.get(status_url(session_id), params={"device_id": str(phone)})
-    after = (await client.get(devices_url(session_id))).json()["devices"]
+    after = (await client.get(devices_url(session_id), headers=as_owner)).json()["devices"]
 
     assert [(d["label"], d["tag"]) for d in before] == [("phone 1", phone_tag(session_id, first))]
     assert [(d["label"], d["tag"]) for d in after] == [
@@ -149,7 +168,9 @@ def test_a_phones_tag_is_short_hex_and_its_own_in_each_session():
     assert tag != phone_tag(other_session, phone)  # no name that follows a phone around
 
 
-async def test_the_live_views_never_show_a_device_id_or_a_video(app, client, tx, read_model):
+async def test_the_live_views_never_show_a_device_id_or_a_video(
+    app, client, tx, read_model, as_owner
+):
     session_id = await create_session(tx, read_model=read_model)
     await start_trial(tx, session_id, read_model=read_model)
     phones = [uuid4() for _ in range(2)]
@@ -159,7 +180,7 @@ async def test_the_live_views_never_show_a_device_id_or_a_video(app, client, tx,
         videos.append(answer.json()["video"].split("/")[2])
     stream = session_stream(app.state.poll, read_model.sessions[session_id], connected_seconds=5)
 
-    devices = await client.get(devices_url(session_id))
+    devices = await client.get(devices_url(session_id), headers=as_owner)
     web = await client.get(status_url(session_id))
     await asyncio.wait_for(anext(stream), 5)  # the retry interval
     streamed = await next_event(stream)
@@ -174,7 +195,9 @@ async def test_the_live_views_never_show_a_device_id_or_a_video(app, client, tx,
     assert [d["in_trial"] for d in devices.json()["devices"]] == [True, True]
 
 
-async def test_devices_show_each_phones_slot_and_its_model_after_the_upload(client, tx, read_model):
+async def test_devices_show_each_phones_slot_and_its_model_after_the_upload(
+    client, tx, read_model, as_owner
+):
     session_id = await create_session(tx, read_model=read_model)
     trial_id = await start_trial(tx, session_id, read_model=read_model)
     phone = uuid4()
@@ -191,7 +214,7 @@ async def test_devices_show_each_phones_slot_and_its_model_after_the_upload(clie
     )
     await deliver(tx, event, read_model)
 
-    [device] = (await client.get(devices_url(session_id))).json()["devices"]
+    [device] = (await client.get(devices_url(session_id), headers=as_owner)).json()["devices"]
 
     assert (device["label"], device["tag"]) == ("phone 1", phone_tag(session_id, phone))
     assert (device["model"], device["uploaded"], device["connected"]) == ("iPhone14,2", True, True)
@@ -199,11 +222,70 @@ async def test_devices_show_each_phones_slot_and_its_model_after_the_upload(clie
 
 
 @pytest.mark.parametrize("path", ["devices/", "status/stream/"])
-async def test_unknown_or_malformed_sessions_are_404_on_the_live_routes(client, path):
+async def test_unknown_or_malformed_sessions_are_404_on_the_live_routes(client, path, as_owner):
     for session_id in (uuid4(), "null"):
-        answer = await client.get(f"/sessions/{session_id}/{path}")
+        answer = await client.get(f"/sessions/{session_id}/{path}", headers=as_owner)
 
         assert answer.status_code == 404 and "detail" in answer.json()
+
+
+async def test_only_the_owner_and_admins_watch_a_private_sessions_phones(client, tx, read_model):
+    session_id = await create_session(tx, read_model=read_model)
+    callers = {
+        "owner": await signed_in(tx, OWNER_ID),
+        "admin": await signed_in(tx, 2, groups=("admin",)),
+        "another user": await signed_in(tx, 3),
+        "owner before the e-mailed code": await signed_in(tx, 4, verified=False),
+        "anonymous": {},
+        "unknown token": {"Authorization": "Token nobody"},
+    }
+
+    answers = {
+        name: (await client.get(devices_url(session_id), headers=headers)).status_code
+        for name, headers in callers.items()
+    }
+
+    assert answers == {
+        "owner": 200,
+        "admin": 200,
+        "another user": 404,
+        "owner before the e-mailed code": 404,
+        "anonymous": 403,
+        "unknown token": 403,
+    }
+
+
+async def test_the_stream_is_refused_as_the_devices_are(client, tx, read_model):
+    """(The owner's stream, which never ends, is read from a real server in test_replicas.)"""
+    session_id = await create_session(tx, read_model=read_model)
+    url = f"/sessions/{session_id}/status/stream/"
+
+    anonymous = await client.get(url)
+    another_user = await client.get(url, headers=await signed_in(tx, 3))
+
+    assert (anonymous.status_code, another_user.status_code) == (403, 404)
+
+
+async def test_anyone_watches_a_public_sessions_phones(client, tx, read_model):
+    session_id = await create_session(tx, read_model=read_model)
+    await deliver(tx, SessionUpdated(session_id=session_id, public=True), read_model)
+
+    anonymous = await client.get(devices_url(session_id))
+    await deliver(tx, SessionUpdated(session_id=session_id, public=False), read_model)
+    private_again = await client.get(devices_url(session_id))
+
+    assert (anonymous.status_code, anonymous.json()["devices"]) == (200, [])
+    assert private_again.status_code == 403
+
+
+async def test_the_owner_is_known_when_an_update_came_before_the_creation(client, tx):
+    session_id = uuid4()
+    await deliver(tx, SessionUpdated(session_id=session_id, framerate=60))
+    await deliver(tx, SessionCreated(session_id=session_id, user_id=OWNER_ID))
+
+    owner = await tx.scalar(select(KnownSession.owner_id).where(KnownSession.id == session_id))
+
+    assert owner == OWNER_ID
 
 
 async def next_event(stream) -> dict[str, dict]:

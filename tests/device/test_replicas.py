@@ -37,7 +37,7 @@ from shared.events import (
 from shared.messaging import declare_events, publish_envelope
 from shared.outbox import publish_pending
 from tests.conftest import api_client
-from tests.device.conftest import deliver, envelope_of
+from tests.device.conftest import OWNER_ID, deliver, envelope_of, identity_events
 
 
 @pytest.fixture
@@ -105,11 +105,14 @@ async def eventually(check: Callable, timeout: float = 10.0):
         await asyncio.sleep(0.02)
 
 
+IDENTITY, OWNER = identity_events(OWNER_ID)
+
+
 def new_session(sessions: list[UUID]) -> tuple[UUID, UUID, list[Event]]:
     session_id, trial_id = uuid4(), uuid4()
     sessions.append(session_id)
     events = [
-        SessionCreated(session_id=session_id, user_id=1, framerate=120),
+        SessionCreated(session_id=session_id, user_id=OWNER_ID, framerate=120),
         TrialStarted(trial_id=trial_id, session_id=session_id, name="walk", created_at=utcnow()),
     ]
     return session_id, trial_id, events
@@ -233,13 +236,14 @@ async def test_a_replica_catches_up_on_a_change_it_never_heard(live_settings, db
 
 async def devices(app, session_id: UUID) -> list[dict]:
     async with api_client(app) as client:
-        return (await client.get(f"/sessions/{session_id}/devices/")).json()["devices"]
+        response = await client.get(f"/sessions/{session_id}/devices/", headers=OWNER)
+        return response.json()["devices"]
 
 
 async def test_phones_polling_one_replica_are_listed_by_the_other(live_settings, db, sessions):
     session_id, _, events = new_session(sessions)
     phone = uuid4()
-    await in_database(db, *events)
+    await in_database(db, *IDENTITY, *events)
     async with replica(live_settings) as one, replica(live_settings) as two:
         await status(one, session_id, phone)
 
@@ -255,7 +259,7 @@ async def test_phones_polling_one_replica_are_listed_by_the_other(live_settings,
 async def test_replicas_label_the_phones_alike(live_settings, db, sessions):
     session_id, _, events = new_session(sessions)
     first, second = uuid4(), uuid4()
-    await in_database(db, *events)
+    await in_database(db, *IDENTITY, *events)
     async with replica(live_settings) as one, replica(live_settings) as two:
         await status(one, session_id, first)
         await asyncio.sleep(0.01)
@@ -306,7 +310,7 @@ def free_port() -> int:
 
 async def test_the_stream_is_served_as_server_sent_events(live_settings, db, sessions, broker):
     session_id, trial_id, events = new_session(sessions)
-    await in_database(db, events[0])
+    await in_database(db, *IDENTITY, events[0])
     async with replica(live_settings) as app:
         port = free_port()
         server = uvicorn.Server(uvicorn.Config(app, port=port, lifespan="off", log_level="warning"))
@@ -314,7 +318,8 @@ async def test_the_stream_is_served_as_server_sent_events(live_settings, db, ses
         try:
             await eventually(lambda: asyncio.sleep(0, server.started))
             url = f"http://127.0.0.1:{port}/sessions/{session_id}/status/stream/"
-            async with httpx.AsyncClient(timeout=10) as http, http.stream("GET", url) as response:
+            http = httpx.AsyncClient(timeout=10, headers=OWNER)
+            async with http, http.stream("GET", url) as response:
                 lines = response.aiter_lines()
                 first = await _data_of_next(lines, "status")
                 await publish(broker, events[1])

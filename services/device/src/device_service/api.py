@@ -6,20 +6,28 @@ from uuid import UUID
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response, StreamingResponse
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from device_service.live import devices_of, session_stream
+from device_service.models import ApiToken, ApiUser
 from device_service.poll import StatusPoll
+from device_service.service import require_watcher
 from device_service.views import SessionView
+from shared.db import Tx
 from shared.errors import NotFound
+from shared.identity import caller
 
 router = APIRouter()
 
 
-async def known_session(request: Request, session_id: str) -> SessionView:
+async def watched_session(request: Request, tx: AsyncSession, session_id: str) -> SessionView:
+    """The session whose phones the caller may watch (`service.require_watcher`)."""
     try:
         sid = UUID(session_id)
     except ValueError:
         raise NotFound() from None
+    who = await caller(tx, request.headers.get("authorization"), ApiToken, ApiUser)
+    await require_watcher(tx, who, sid)
     view = await request.app.state.read_model.session_for_poll(sid)
     if view is None:
         raise NotFound()
@@ -36,17 +44,17 @@ async def status(session_id: str, request: Request) -> Response:
 
 
 @router.get("/sessions/{session_id}/devices/")
-async def devices(session_id: str, request: Request) -> dict:
+async def devices(session_id: str, request: Request, tx: Tx) -> dict:
     """The phones polling this session (label, tag, last poll, model) and whether each is
     a camera of its latest trial; never a device id nor a video (`live.py`)."""
-    view = await known_session(request, session_id)
+    view = await watched_session(request, tx, session_id)
     return devices_of(view, time.time(), request.app.state.settings.connected_seconds)
 
 
 @router.get("/sessions/{session_id}/status/stream/")
-async def stream(session_id: str, request: Request) -> StreamingResponse:
+async def stream(session_id: str, request: Request, tx: Tx) -> StreamingResponse:
     """Server-sent events: `status` and `devices`, each sent when it changes."""
-    view = await known_session(request, session_id)
+    view = await watched_session(request, tx, session_id)
     events = session_stream(
         request.app.state.poll, view, request.app.state.settings.connected_seconds
     )

@@ -12,7 +12,15 @@ from sqlalchemy import delete, func, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from device_service.models import KnownSession, KnownTrial, Outbox, VideoSlot, phone_model
+from device_service.models import (
+    ApiToken,
+    ApiUser,
+    KnownSession,
+    KnownTrial,
+    Outbox,
+    VideoSlot,
+    phone_model,
+)
 from device_service.service import PRODUCER, session_deleted, trial_slots
 from shared.db import utcnow
 from shared.events import (
@@ -29,6 +37,7 @@ from shared.events import (
     TrialStopped,
     VideoUploaded,
 )
+from shared.identity import identity_handlers
 from shared.messaging import handling_envelope
 from shared.outbox import record
 
@@ -40,22 +49,30 @@ def event_time() -> datetime:
 
 
 async def on_session_created(tx: AsyncSession, event: SessionCreated) -> None:
+    """A new session, or the owner of one a `session.updated` told about first."""
     stmt = insert(KnownSession).values(
         id=event.session_id,
         framerate=event.framerate,
         new_session_id=None,
+        owner_id=event.user_id,
         created_at=utcnow(),
         fields_at=event_time(),
     )
-    await tx.execute(stmt.on_conflict_do_nothing())
+    stmt = stmt.on_conflict_do_update(
+        index_elements=[KnownSession.id],
+        set_={"owner_id": event.user_id},
+        where=KnownSession.owner_id.is_(None) & KnownSession.deleted_at.is_(None),
+    )
+    await tx.execute(stmt)
 
 
 async def on_session_updated(tx: AsyncSession, event: SessionUpdated) -> None:
-    """Frame rate and successor session follow the session service; the latest event wins.
-    The rest of the event (calibration session, public, subject) is not the phones' concern."""
+    """Frame rate, successor session and public flag follow the session service; the latest
+    event wins. The rest of it (calibration session, subject) is not this service's concern."""
     fields = {
         "framerate": event.framerate,
         "new_session_id": event.new_session_id,
+        "public": event.public,
         "fields_at": event_time(),
     }
     stmt = insert(KnownSession).values(id=event.session_id, created_at=utcnow(), **fields)
@@ -193,6 +210,7 @@ async def on_results_recorded(tx: AsyncSession, event: ResultsRecorded) -> None:
 
 
 HANDLERS = {
+    **identity_handlers(ApiToken, ApiUser),
     SessionCreated: on_session_created,
     SessionUpdated: on_session_updated,
     SessionDeleted: on_session_deleted,

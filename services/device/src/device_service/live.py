@@ -2,8 +2,8 @@
 session (last poll, model, whether it is a camera of the latest trial and has uploaded)
 and a server-sent-events stream of the session's device-visible state.
 
-Both are open to anyone holding the session id (it is in the QR code), so they never show
-a phone's device id nor its video slot: those two are what lets a phone upload into its
+Both answer the session's owner (anyone, for a public session), and even so never show a
+phone's device id nor its video slot: those two are what lets a phone upload into its
 slot without credentials. A phone is shown as `phone N` (N in the order of first polls)
 with a tag, the start of sha256(session id + device id), which tells phones apart but
 cannot be turned back into the device id. The order is this replica's view (replicas

@@ -1,7 +1,8 @@
 """What the device service knows: sessions and trials as the phones see them, and video slots.
 
-Sessions and trials are copies kept from the session service's events; video slots are
-this service's own (one per trial and phone, created when a phone polls during recording).
+Sessions and trials are copies kept from the session service's events, and so are the
+callers (`shared.identity`); video slots are this service's own (one per trial and phone,
+created when a phone polls during recording).
 Every row has an `updated_at` (when it last changed here) so the API replicas' in-memory
 read models can re-read what changed lately (`read_model_sync`).
 
@@ -16,9 +17,11 @@ from typing import Protocol
 from uuid import UUID
 
 from sqlalchemy import Boolean, DateTime, Integer, MetaData, String, UniqueConstraint, func
+from sqlalchemy import text as sql
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from shared.db import NAMING_CONVENTION
+from shared.identity import ApiTokenMixin, ApiUserMixin
 from shared.messaging import ProcessedEventMixin
 from shared.outbox import OutboxMixin
 
@@ -43,6 +46,9 @@ class KnownSession(Base):
     # When the session service set `framerate`/`new_session_id` (the event's time): the
     # latest event wins whatever order events are delivered in.
     fields_at: Mapped[datetime | None]
+    # Who may watch its phones (`devices/`, `status/stream/`): the owner, or anyone if public.
+    owner_id: Mapped[int | None] = mapped_column(Integer)
+    public: Mapped[bool] = mapped_column(Boolean, default=False, server_default=sql("false"))
     updated_at: Mapped[datetime] = mapped_column(server_default=func.now(), index=True)
     deleted_at: Mapped[datetime | None]
 
@@ -79,6 +85,14 @@ class VideoSlot(Base):
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime] = mapped_column(server_default=func.now(), index=True)
     model: Mapped[str | None] = mapped_column(String(MODEL_LENGTH))  # the phone's, from its upload
+
+
+class ApiToken(ApiTokenMixin, Base):
+    __tablename__ = "api_tokens"
+
+
+class ApiUser(ApiUserMixin, Base):
+    __tablename__ = "api_users"
 
 
 class Outbox(OutboxMixin, Base):

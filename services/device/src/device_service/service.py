@@ -1,5 +1,5 @@
 """Use cases of the device service that need the database: a phone's registration while a
-trial is recording, and the final camera set of a trial."""
+trial is recording, the final camera set of a trial, and who may watch a session's phones."""
 
 from datetime import datetime
 from typing import Protocol
@@ -11,7 +11,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from device_service.models import KnownSession, KnownTrial, Outbox, VideoSlot
 from shared.db import utcnow
+from shared.errors import NotAuthenticated, NotFound
 from shared.events import DeviceJoined
+from shared.identity import Caller
 from shared.outbox import record
 
 PRODUCER = "device"
@@ -34,6 +36,24 @@ async def session_deleted(tx: AsyncSession, session_id: UUID, lock: bool = False
     if lock:
         stmt = stmt.with_for_update(read=True)
     return (await tx.execute(stmt)).scalar_one_or_none() is not None
+
+
+async def require_watcher(tx: AsyncSession, caller: Caller | None, session_id: UUID) -> None:
+    """The phones of a session are for its owner to watch (past the e-mail code step), or
+    an admin; anyone's if the session is public. Others learn nothing, not even that the
+    session exists."""
+    stmt = select(KnownSession.owner_id, KnownSession.public).where(
+        KnownSession.id == session_id, KnownSession.deleted_at.is_(None)
+    )
+    session = (await tx.execute(stmt)).first()
+    if session is None:
+        raise NotFound()
+    if session.public:
+        return
+    if caller is None:
+        raise NotAuthenticated("Authentication credentials were not provided.")
+    if not (caller.privileged or caller.user_id == session.owner_id and caller.may_act):
+        raise NotFound()
 
 
 async def trial_slots(tx: AsyncSession, trial_id: UUID) -> list[VideoSlot]:
