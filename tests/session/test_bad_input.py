@@ -93,3 +93,59 @@ async def test_an_id_out_of_range_is_not_found(client, as_alice, objects, method
     )
 
     assert response.status_code == 404
+
+
+# Values that were once taken as something else (cut, coerced) or failed further on.
+REFUSED = [
+    ("POST", "/update_profile/", {"json": {"newsletter": "notbool"}}, "newsletter"),
+    ("POST", "/update_profile/", {"json": {"newsletter": [1]}}, "newsletter"),
+    ("PATCH", "/trials/{trial}/", {"json": {"git_commit": "g" * 65}}, "git_commit"),
+    (
+        "PATCH",
+        "/trials/{trial}/",
+        {"json": {"processed_duration": "-1 00:00:00"}},
+        "processed_duration",
+    ),
+    (
+        "PATCH",
+        "/trials/{trial}/",
+        {"json": {"processed_duration": "0:-5:00"}},
+        "processed_duration",
+    ),
+    ("PATCH", "/trials/{trial}/", {"content": b'{"meta": {"a": NaN}}'}, "detail"),
+    ("PATCH", "/sessions/{session}/", {"content": b'{"meta": {"a": 1e400}}'}, "detail"),
+    ("PATCH", "/sessions/{session}/", {"data": {"meta": '{"a": Infinity}'}}, "meta"),
+    (
+        "GET",
+        "/sessions/{session}/set_metadata/",
+        {"params": {"settings_framerate": "9" * 23}},
+        "settings_framerate",
+    ),
+    (
+        "GET",
+        "/sessions/{session}/set_metadata/",
+        {"params": {"settings_framerate": "²"}},
+        "settings_framerate",
+    ),
+    ("POST", "/sessions/{session}/calibration/", {"json": {"Cam0": "x"}}, "detail"),
+    ("POST", "/sessions/{session}/calibration/", {"json": {"camera": 1}}, "detail"),
+]
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "request_", "field"),
+    REFUSED,
+    ids=[f"{method} {path} {list(r.values())[0]!r:.40}" for method, path, r, _ in REFUSED],
+)
+async def test_a_value_out_of_its_kind_is_refused(
+    client, tx, as_alice, objects, method, path, request_, field
+):
+    headers = (
+        {**as_alice, "content-type": "application/json"} if "content" in request_ else as_alice
+    )
+
+    response = await client.request(method, filled(path, objects), headers=headers, **request_)
+
+    assert response.status_code == 400, response.text
+    assert list(response.json()) == [field]
+    assert await outbox_rows(tx) == []

@@ -264,6 +264,7 @@ async def test_a_late_cancel_is_a_conflict_and_changes_nothing(
     response = await cancel(client, session, as_alice)
 
     assert response.status_code == 409
+    assert response.json()["detail"].startswith("This trial")
     await tx.refresh(trial)
     assert (trial.status, trial.meta) == (status, None)
     assert await outbox_rows(tx) == []

@@ -78,9 +78,19 @@ def apply_profile(user: User, fields: dict[str, Any]) -> None:
         if name not in fields:
             continue
         if name == "newsletter":
-            user.newsletter = fields[name] in (True, "true", "True", "1", 1, "on")
+            user.newsletter = _flag(fields[name], name)
         else:
             setattr(user, name, _text(fields, name, 150 if "name" in name else 256))
+
+
+def _flag(value: Any, field: str) -> bool:
+    """A boolean as JSON or a form sends it (DRF's BooleanField's spellings)."""
+    text = str(value).strip().lower() if isinstance(value, str | int) else value
+    if value is True or text in ("true", "1", "on", "yes"):
+        return True
+    if value is False or text in ("false", "0", "off", "no", ""):
+        return False
+    raise Invalid("Must be a valid boolean.", field=field)
 
 
 async def register(tx: AsyncSession, fields: dict[str, Any]) -> tuple[User, str]:

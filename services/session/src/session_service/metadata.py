@@ -1,6 +1,7 @@
 """A session's `meta`, as the web app writes it with `set_metadata` and owners or the
 pipeline replace it with PATCH (reference §1.9, §5.5)."""
 
+import re
 from collections.abc import Mapping
 from uuid import UUID
 
@@ -9,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from session_service.models import Session
 from shared.errors import Invalid
 
+MAX_FRAMERATE = 1000  # phones film at 30 to 240 frames a second
 # set_metadata query parameters -> keys of meta["settings"] (reference §5.5)
 SETTINGS_PARAMS = {
     "settings_framerate": "framerate",
@@ -50,8 +52,11 @@ def metadata_from_query(session: Session, query: Mapping[str, str]) -> dict:
     settings |= {key: query[param] for param, key in SETTINGS_PARAMS.items() if param in query}
     if settings:
         framerate = str(settings.get("framerate", "60"))
-        if not framerate.isdigit() or int(framerate) == 0:
-            raise Invalid("A frame rate is a positive whole number.", field="settings_framerate")
+        if not re.fullmatch(r"[0-9]{1,4}", framerate) or not 1 <= int(framerate) <= MAX_FRAMERATE:
+            raise Invalid(
+                f"A frame rate is a whole number from 1 to {MAX_FRAMERATE}.",
+                field="settings_framerate",
+            )
         meta["settings"] = settings
     if any(p in query for p in CHECKERBOARD_PARAMS):
         meta["checkerboard"] = {key: query.get(p, "") for p, key in CHECKERBOARD_PARAMS.items()}

@@ -1,5 +1,7 @@
 """Session routes (reference §4.1). Static paths come before `/sessions/{id}/…`."""
 
+import re
+
 from fastapi import APIRouter, Request, Response
 
 from session_service import listing, metadata, sessions, trials
@@ -230,12 +232,23 @@ async def calibration_choice(session_id: str, tx: Tx, request: Request, user: Ve
         body = await read_fields(request)
         if trial is None:
             raise Invalid("This session has no calibration trial.")
-        trial.meta, trial.updated_at = {"calibration": body}, utcnow()
+        trial.meta, trial.updated_at = {"calibration": camera_choices(body)}, utcnow()
         sessions.emit(
             tx, TrialMetaUpdated(trial_id=trial.id, session_id=trial.session_id, meta=trial.meta)
         )
     data = ((trial.meta or {}).get("calibration") if trial else None) or {}
     return {"status": "ok", "data": data}
+
+
+def camera_choices(body: dict) -> dict[str, int]:
+    """`{"Cam0": 0, "Cam1": 1}`: each camera's chosen calibration solution."""
+    choices = {}
+    for camera, choice in body.items():
+        text = str(choice)
+        if not re.fullmatch(r"Cam[0-9]{1,2}", camera) or not re.fullmatch(r"[0-9]{1,2}", text):
+            raise Invalid("Expected camera names (Cam0, Cam1, …) with a solution number each.")
+        choices[camera] = int(text)
+    return choices
 
 
 @router.post("/{session_id}/rename/")

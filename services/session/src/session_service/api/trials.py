@@ -115,7 +115,9 @@ async def apply_patch(tx: Tx, trial: Trial, fields: dict[str, Any], user: User) 
             value = fields[name]
             if value is not None and not isinstance(value, str | int | float):
                 raise Invalid("Not a valid string.", field=name)
-            setattr(trial, name, str(value)[:64] if value is not None else None)
+            if value is not None and len(str(value)) > 64:
+                raise Invalid("Ensure this field has no more than 64 characters.", field=name)
+            setattr(trial, name, str(value) if value is not None else None)
     if "processed_duration" in fields:
         trial.processed_duration = parse_duration(fields["processed_duration"])
     if "name" in fields and fields["name"] != trial.name:
@@ -149,11 +151,16 @@ def parse_duration(value: Any) -> timedelta | None:
         text = text.removeprefix("days,").removeprefix("day,").strip()  # str(timedelta)
     try:
         hours, minutes, seconds = text.split(":")
-        return timedelta(days=days, hours=int(hours), minutes=int(minutes), seconds=float(seconds))
+        duration = timedelta(
+            days=days, hours=int(hours), minutes=int(minutes), seconds=float(seconds)
+        )
     except (ValueError, OverflowError):
         raise Invalid(
             "Duration has wrong format. Use [DD] [HH:[MM:]]ss[.uuuuuu].", field="processed_duration"
         ) from None
+    if duration < timedelta(0):
+        raise Invalid("A processing duration cannot be negative.", field="processed_duration")
+    return duration
 
 
 @router.delete("/trials/{trial_id}/", status_code=204)

@@ -30,6 +30,13 @@ from shared.events import SessionUpdated, TrialFinished, TrialQueued, TrialStart
 
 SPECIAL_TRIALS = ("calibration", "neutral")
 FINISHED = ("done", "error")
+# Why a cancel comes too late, by the trial's status.
+CANNOT_CANCEL = {
+    "error": "This trial has already ended with an error (or was cancelled).",
+    "done": "This trial has already been processed.",
+    "stopped": "This trial's videos are all in: it can no longer be cancelled.",
+    "processing": "This trial's videos are all in: it can no longer be cancelled.",
+}
 
 
 class Session(Base):
@@ -225,7 +232,7 @@ class Trial(Base):
         """The user gives up on a trial still recording or still waiting for its videos."""
         if self.status == "recording" or (self.status == "stopped" and uploads_outstanding):
             return self.fail("The trial was cancelled.", now, "cancelled")
-        raise Conflict(f"The trial is {self.status}: it can no longer be cancelled.")
+        raise Conflict(CANNOT_CANCEL.get(self.status, "This trial can no longer be cancelled."))
 
     def _move(self, status: str, now: datetime) -> None:
         self.status = status
