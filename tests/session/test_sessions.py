@@ -681,6 +681,23 @@ async def test_the_pipeline_patches_meta_as_json_text_in_a_form(client, tx, alic
     assert update["framerate"] == 120
 
 
+@pytest.mark.parametrize("framerate", ["²", "9" * 23, "-120", "fast", 0])
+async def test_a_frame_rate_in_patched_meta_that_phones_cannot_use_tells_them_60(
+    client, tx, alice, as_pipeline, framerate
+):
+    session = await make_session(tx, alice, meta={"settings": {"framerate": "120"}})
+
+    response = await client.patch(
+        f"/sessions/{session.id}/",
+        json={"meta": {"settings": {"framerate": framerate}}},
+        headers=as_pipeline,
+    )
+
+    assert response.status_code == 200
+    [update] = await updates_of(tx, session.id)
+    assert update["framerate"] == 60
+
+
 @pytest.mark.parametrize("meta", ["{not json", "[1, 2]", '"text"'])
 async def test_patch_refuses_meta_that_is_not_a_json_object(client, tx, alice, as_alice, meta):
     session = await make_session(tx, alice, meta={"sessionName": "Lab"})

@@ -64,8 +64,10 @@ class Session(Base):
         return part if isinstance(part, dict) else {}
 
     def framerate(self) -> int:
-        value = self._meta_part("settings").get("framerate")
-        return int(value) if str(value or "").isdigit() and int(value) > 0 else 60
+        """The frame rate phones are told: 60 unless the settings name a sensible one (a
+        PATCH of `meta` may put anything there)."""
+        value = str(self._meta_part("settings").get("framerate") or "")
+        return int(value) if re.fullmatch(r"[0-9]{1,4}", value) and int(value) > 0 else 60
 
     def linked(self, key: str) -> UUID | None:
         """The session `meta[key]["id"]` points at (sessionWithCalibration, startNewSession)."""
