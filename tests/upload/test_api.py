@@ -265,6 +265,17 @@ async def test_upload_with_a_forged_signature_is_403_and_stores_nothing(client, 
     assert storage.size(presigned["fields"]["key"]) is None
 
 
+async def test_upload_with_another_access_key_id_is_403(client, tx, storage):
+    trial = await joined_trial(tx)
+    presigned = await presign(client, trial.session_id)
+
+    response = await post_upload(client, presigned, AWSAccessKeyId="AKIAOTHER")
+
+    assert response.status_code == 403
+    assert "access key id" in response.json()["detail"]
+    assert storage.size(presigned["fields"]["key"]) is None
+
+
 async def test_upload_with_a_non_ascii_signature_is_403(client, tx, storage):
     trial = await joined_trial(tx)
     presigned = await presign(client, trial.session_id)

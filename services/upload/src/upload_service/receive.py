@@ -19,7 +19,7 @@ from prometheus_client import Counter
 from starlette.requests import Request
 
 from shared.db import utcnow
-from shared.errors import Invalid, PayloadTooLarge
+from shared.errors import Forbidden, Invalid, PayloadTooLarge
 from upload_service import policy, service
 from upload_service.config import Settings
 from upload_service.deadlines import extend_deadlines
@@ -121,6 +121,9 @@ def _allowed(fields: dict[str, str], settings: Settings) -> policy.Policy:
             raise Invalid(
                 "This field is required (the policy fields must come before the file).", name
             )
+    key_id = fields.get("AWSAccessKeyId")
+    if key_id is not None and key_id != settings.upload_access_key_id:
+        raise Forbidden("The access key id of the upload is not the one its policy was issued for.")
     return policy.verify(
         fields["policy"],
         fields["signature"],
