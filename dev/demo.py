@@ -22,7 +22,7 @@ from sqlalchemy import select
 from dev.clients import Phone, Timeline, WebApp
 from dev.layout import DEV, Layout
 from dev.stack import Stack
-from dev.videos import make_clips
+from dev.videos import LAG_SECONDS, make_clips
 from shared.db import create_engine, create_sessionmaker
 
 
@@ -96,9 +96,10 @@ def report(trial: dict, timeline: Timeline, phones: list[Phone]) -> bool:
     thumbs = {r["device_id"]: r["media"] for r in trial["results"] if r["tag"] == "thumbnail"}
     offsets = next((r["meta"] for r in trial["results"] if r["tag"] == "sync_offsets"), {}) or {}
     print(f"  {len(trial['videos'])} videos, {len(trial['results'])} results")
+    lags = built_in_lags(facts, phones)
     print(
         f"  {'camera':<6} {'phone':<37} {'codec':<6} {'size':<8} {'fps':>5} {'frames':>6} "
-        f"{'seconds':>7} {'offset':>7}  thumbnail"
+        f"{'seconds':>7} {'offset':>7} {'built in':>8}  thumbnail"
     )
     for result in facts:
         m, camera = result["meta"], result["device_id"]
@@ -106,10 +107,13 @@ def report(trial: dict, timeline: Timeline, phones: list[Phone]) -> bool:
         shown = "-" if offset is None else f"{offset:+.3f}"
         print(
             f"  {camera:<6} {m['device_id']:<37} {m['codec']:<6} {m['width']}x{m['height']:<4} "
-            f"{m['frame_rate']:>5} {m['frame_count']:>6} {m['duration_s']:>7} {shown:>7}  "
-            f"{thumbs.get(camera, '-').split('?')[0]}"
+            f"{m['frame_rate']:>5} {m['frame_count']:>6} {m['duration_s']:>7} {shown:>7} "
+            f"{lags.get(camera, 0.0):>+8.3f}  {thumbs.get(camera, '-').split('?')[0]}"
         )
-    print("  (offset: seconds each camera's clip lags camera 0, estimated from the motion)")
+    print(
+        "  (offset: seconds each camera's clip lags camera 0, estimated from the motion;"
+        "\n   built in: the lag the demo gave that phone's clip, minus camera 0's)"
+    )
     if trial["status"] == "done":
         print(
             f"  record -> all cameras connected: {phase(timeline, 'record', 'cameras connected')}"
@@ -117,6 +121,11 @@ def report(trial: dict, timeline: Timeline, phones: list[Phone]) -> bool:
         print(f"  stop -> every video uploaded:    {phase(timeline, 'stop:', 'uploaded')}")
         print(f"  stop -> trial done:              {phase(timeline, 'stop:', 'trial is done')}")
     problems = [f"{p.name}: {e}" for p in phones for e in p.errors]
+    problems += [
+        f"{camera}'s offset {offsets.get(camera)} is not its built-in lag {lag:+.3f}"
+        for camera, lag in lags.items()
+        if camera != "Cam0" and not synced(offsets.get(camera), lag)
+    ]
     problems += [f"{p.name} did not upload" for p in phones if not p.uploaded.is_set()]
     problems += [f"{p.name} ended at {p.previous!r}" for p in phones if p.previous != "ready"]
     if trial["status"] != "done" or len(facts) != len(phones):
@@ -124,6 +133,21 @@ def report(trial: dict, timeline: Timeline, phones: list[Phone]) -> bool:
     for problem in problems:
         print(f"  PROBLEM: {problem}")
     return not problems
+
+
+SYNC_TOLERANCE = 0.025  # seconds: 1.5 frames at 60 fps
+
+
+def synced(offset: float | None, lag: float) -> bool:
+    return offset is not None and abs(offset - lag) <= SYNC_TOLERANCE
+
+
+def built_in_lags(facts: list[dict], phones: list[Phone]) -> dict[str, float]:
+    """Per camera, the lag the demo built into its phone's clip relative to camera 0's
+    (which camera a phone becomes depends on the order the phones joined)."""
+    lag_of = {p.device_id.lower(): LAG_SECONDS * i for i, p in enumerate(phones)}
+    lags = {r["device_id"]: lag_of.get(r["meta"]["device_id"].lower(), 0.0) for r in facts}
+    return {camera: lag - lags.get("Cam0", 0.0) for camera, lag in lags.items()}
 
 
 def gateway_up(layout: Layout) -> bool:

@@ -263,8 +263,12 @@ def main() -> None:
     if args.command == "prepare":
         stack.prepare()
     elif args.command == "up":
-        stack.prepare()
-        stack.start()
+        states = stack.running()
+        if states.keys() == stack.commands().keys() and all(states.values()):
+            print("Already running (make down stops it).")
+        else:
+            stack.prepare()
+            stack.start()
         print(
             f"OpenCap is up: {DEV.gateway_url}, and {DEV.public_url} for phones "
             f"(trusting {DEV.ca_file}); mail in {DEV.maildir}, logs in {DEV.run_dir / 'logs'}"

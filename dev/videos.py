@@ -24,6 +24,7 @@ SCENE = (
     "[floor][ball]overlay=x='W/2-24+{dx}+{r}*cos({angle})':"
     "y='H/2-24+{r}*sin({angle})':shortest=1"
 )
+LAG_SECONDS = 0.05  # camera N starts N times this later than Cam0
 # Part of the cached clips' names: bump it when the scene changes.
 SCENE_VERSION = 2
 
@@ -48,7 +49,7 @@ def make_clip(
         seconds=seconds,
         dx=(camera % 4 - 1) * step,
         r=r,
-        angle=ANGLE.format(T=f"t+{camera * 0.05:g}"),
+        angle=ANGLE.format(T=f"t+{camera * LAG_SECONDS:g}"),
     )
     command = [
         "ffmpeg",
