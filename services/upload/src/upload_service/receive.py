@@ -121,16 +121,17 @@ def _allowed(fields: dict[str, str], settings: Settings) -> policy.Policy:
             raise Invalid(
                 "This field is required (the policy fields must come before the file).", name
             )
-    key_id = fields.get("AWSAccessKeyId")
-    if key_id is not None and key_id != settings.upload_access_key_id:
-        raise Forbidden("The access key id of the upload is not the one its policy was issued for.")
-    return policy.verify(
+    allowed = policy.verify(
         fields["policy"],
         fields["signature"],
         fields["key"],
         utcnow(),
         settings.upload_signing_secret,
     )
+    key_id = fields.get("AWSAccessKeyId")
+    if key_id is not None and key_id != settings.upload_access_key_id:
+        raise Forbidden("The access key id of the upload is not the one its policy was issued for.")
+    return allowed
 
 
 def _content_type(part: FilePart) -> str:
