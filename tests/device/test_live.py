@@ -249,7 +249,7 @@ async def test_only_the_owner_and_admins_watch_a_private_sessions_phones(client,
         "owner": 200,
         "admin": 200,
         "another user": 404,
-        "owner before the e-mailed code": 404,
+        "owner before the e-mailed code": 403,
         "anonymous": 403,
         "unknown token": 403,
     }

@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from device_service.models import KnownSession, KnownTrial, Outbox, VideoSlot
 from shared.db import utcnow
-from shared.errors import NotAuthenticated, NotFound
+from shared.errors import Forbidden, NotAuthenticated, NotFound
 from shared.events import DeviceJoined
 from shared.identity import Caller
 from shared.outbox import record
@@ -52,7 +52,9 @@ async def require_watcher(tx: AsyncSession, caller: Caller | None, session_id: U
         return
     if caller is None:
         raise NotAuthenticated("Authentication credentials were not provided.")
-    if not (caller.privileged or caller.user_id == session.owner_id and caller.may_act):
+    if not caller.may_act:
+        raise Forbidden("You do not have permission to perform this action.")
+    if not (caller.privileged or caller.user_id == session.owner_id):
         raise NotFound()
 
 
