@@ -25,7 +25,7 @@ from shared.errors import (
     PayloadTooLarge,
     Unauthorized,
 )
-from shared.forms import json_field, read_fields
+from shared.forms import boolean_field, json_field, read_fields
 
 ERRORS = {
     "domain": (DomainError("Bad request."), 400),
@@ -290,3 +290,23 @@ class TestJsonField:
             json_field(UploadFile(io.BytesIO(b"{}"), filename="meta.json"), "meta")
 
         assert raised.value.field == "meta"
+
+
+class TestBooleanField:
+    @pytest.mark.parametrize(
+        ("value", "read"),
+        [(True, True), ("true", True), ("On", True), (1, True), ("1", True), ("yes", True)]
+        + [(False, False), ("False", False), ("off", False), (0, False), ("no", False)],
+    )
+    def test_the_spellings_forms_and_json_use(self, value, read):
+        assert boolean_field(value, "newsletter") is read
+
+    @pytest.mark.parametrize("value", ["notbool", "", [1], {"a": 1}, 2, None])
+    def test_anything_else_is_invalid_for_that_field(self, value):
+        with pytest.raises(Invalid) as raised:
+            boolean_field(value, "newsletter")
+
+        assert (raised.value.field, raised.value.detail) == (
+            "newsletter",
+            "Must be a valid boolean.",
+        )

@@ -86,6 +86,22 @@ async def close_files(fields: dict[str, Any]) -> None:
             await value.close()
 
 
+TRUE_TEXTS = ("true", "1", "on", "yes", "y")
+FALSE_TEXTS = ("false", "0", "off", "no", "n")
+
+
+def boolean_field(value: Any, field: str) -> bool:
+    """A boolean as JSON or a form sends it (the spellings DRF's BooleanField takes)."""
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower() if isinstance(value, str | int) else None
+    if text in TRUE_TEXTS:
+        return True
+    if text in FALSE_TEXTS:
+        return False
+    raise Invalid("Must be a valid boolean.", field=field)
+
+
 def json_field(value: Any, field: str) -> Any:
     """A JSON value given either as JSON or as JSON text in a form field."""
     if isinstance(value, str):

@@ -22,6 +22,7 @@ from session_service.sessions import delete_sessions
 from shared.db import utcnow
 from shared.errors import Forbidden, Invalid, NotFound
 from shared.events import TokenRevoked
+from shared.forms import boolean_field
 from shared.outbox import record
 
 PROFILE_FIELDS = (
@@ -78,19 +79,9 @@ def apply_profile(user: User, fields: dict[str, Any]) -> None:
         if name not in fields:
             continue
         if name == "newsletter":
-            user.newsletter = _flag(fields[name], name)
+            user.newsletter = boolean_field(fields[name], name)
         else:
             setattr(user, name, _text(fields, name, 150 if "name" in name else 256))
-
-
-def _flag(value: Any, field: str) -> bool:
-    """A boolean as JSON or a form sends it (DRF's BooleanField's spellings)."""
-    text = str(value).strip().lower() if isinstance(value, str | int) else value
-    if value is True or text in ("true", "1", "on", "yes"):
-        return True
-    if value is False or text in ("false", "0", "off", "no", ""):
-        return False
-    raise Invalid("Must be a valid boolean.", field=field)
 
 
 async def register(tx: AsyncSession, fields: dict[str, Any]) -> tuple[User, str]:

@@ -6,7 +6,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from shared.errors import Invalid
-from shared.forms import json_field
+from shared.forms import boolean_field, json_field
 from shared.storage import Storage
 from upload_service.models import Video
 
@@ -56,14 +56,7 @@ def _json_object(value: Any, field: str) -> dict[str, Any] | None:
 
 
 def _flag(value: Any, field: str) -> bool | None:
-    if value is None or isinstance(value, bool):
-        return value
-    text = str(value).strip().lower()
-    if text in ("true", "1"):
-        return True
-    if text in ("false", "0"):
-        return False
-    raise Invalid("Must be a valid boolean.", field=field)
+    return None if value is None else boolean_field(value, field)
 
 
 def _text(value: Any) -> str | None:
