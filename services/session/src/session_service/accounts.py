@@ -112,8 +112,7 @@ async def register(tx: AsyncSession, fields: dict[str, Any]) -> tuple[User, str]
     apply_profile(user, fields)
     tx.add(user)
     await tx.flush()
-    user_changed(tx, user)
-    return user, mint_token(tx, user)
+    return user, mint_token(tx, user)  # which announces the user too
 
 
 async def login(tx: AsyncSession, fields: dict[str, Any], settings: Settings) -> dict[str, Any]:
@@ -127,10 +126,9 @@ async def login(tx: AsyncSession, fields: dict[str, Any], settings: Settings) ->
     remembered = user.otp_verified and user.otp_skip_till and user.otp_skip_till > utcnow()
     challenge = not remembered and not settings.otp_auto_pass
     if settings.otp_auto_pass and not user.otp_verified:
-        user.otp_verified = True
-        user_changed(tx, user)
+        user.otp_verified = True  # announced with the token
     elif challenge:
-        await start_otp_challenge(tx, user, settings)
+        await start_otp_challenge(tx, user, settings, announce=False)  # the token does
     return {
         "token": mint_token(tx, user),
         "user_id": user.id,
@@ -139,7 +137,9 @@ async def login(tx: AsyncSession, fields: dict[str, Any], settings: Settings) ->
     }
 
 
-async def start_otp_challenge(tx: AsyncSession, user: User, settings: Settings) -> None:
+async def start_otp_challenge(
+    tx: AsyncSession, user: User, settings: Settings, announce: bool = True
+) -> None:
     """A new six-digit code, mailed; the user is unverified until it is entered (the other
     services are told, so they refuse the user's token meanwhile too)."""
     code = f"{secrets.randbelow(10**6):06d}"
@@ -150,7 +150,7 @@ async def start_otp_challenge(tx: AsyncSession, user: User, settings: Settings) 
     if settings.otp_auto_pass:
         user.otp_verified = True
         return
-    if was_verified:
+    if was_verified and announce:
         user_changed(tx, user)
     minutes = settings.otp_code_ttl_seconds // 60
     text = f"Your OpenCap verification code is {code}. It is valid for {minutes} minutes."

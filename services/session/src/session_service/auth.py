@@ -41,9 +41,11 @@ def verify_password(password: str, encoded: str) -> bool:
 
 def mint_token(tx: AsyncSession, user: User) -> str:
     """A new token for `user`; the returned key is not stored anywhere (only its hash,
-    which `user.token_issued` tells the other services)."""
+    which `user.token_issued` tells the other services). The user's state goes with it, so
+    a service that began keeping callers after the user was last changed knows them too."""
     key = secrets.token_hex(20)
     tx.add(Token(key_hash=token_hash(key), user_id=user.id, created_at=utcnow()))
+    user_changed(tx, user)
     record(tx, Outbox, TokenIssued(key_hash=token_hash(key), user_id=user.id), producer="session")
     return key
 
