@@ -2,6 +2,7 @@
 read whichever way the original clients send them."""
 
 import asyncio
+import json
 import re
 import socket
 
@@ -246,6 +247,24 @@ class TestReadFields:
         assert response.status_code == 400
         assert response.json() == {"detail": f"JSON parse error - {complaint}"}
 
+    @pytest.mark.parametrize("depth", [32, 5000])
+    async def test_json_nested_too_deep_is_refused(self, client, depth):
+        body = '{"meta": ' + "[" * depth + "]" * depth + "}"
+
+        response = await client.post(
+            "/echo", content=body, headers={"content-type": "application/json"}
+        )
+
+        assert response.status_code == 400
+        assert response.json()["detail"].startswith(("JSON nested deeper", "JSON parse error"))
+
+    async def test_json_nested_as_deep_as_allowed_is_read(self, client):
+        meta = json.loads("[" * 31 + "]" * 31)  # 32 levels with the body's own
+
+        response = await client.post("/echo", json={"meta": meta})
+
+        assert response.json() == {"meta": meta}
+
     async def test_json_that_is_not_an_object_is_rejected(self, client):
         response = await client.post("/echo", json=["name"])
 
@@ -273,6 +292,11 @@ class TestJsonField:
             json_field(text, "meta")
 
         assert (raised.value.field, raised.value.detail) == ("meta", "Value must be valid JSON.")
+
+    @pytest.mark.parametrize("depth", [40, 5000])
+    def test_json_text_nested_too_deep_is_invalid(self, depth):
+        with pytest.raises(Invalid):
+            json_field("[" * depth + "]" * depth, "meta")
 
     def test_bad_json_is_invalid_for_that_field(self):
         with pytest.raises(Invalid) as raised:

@@ -290,7 +290,9 @@ async def test_parameters_that_are_not_a_json_object_are_400(client, tx, paramet
     assert then.status_code == 200
 
 
-@pytest.mark.parametrize("parameters", ["{model", '{"fps": NaN}', '{"fps": -Infinity}'])
+@pytest.mark.parametrize(
+    "parameters", ["{model", '{"fps": NaN}', '{"fps": -Infinity}', "[" * 2000 + "]" * 2000]
+)
 async def test_parameters_that_are_not_json_are_400(client, tx, parameters):
     trial = await joined_trial(tx)
 

@@ -31,7 +31,7 @@ def json_object(body: bytes) -> dict[str, Any]:
         return {}
     try:
         data = parse_json(body)
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:
         raise Invalid(f"JSON parse error - {exc}") from None
     if not isinstance(data, dict):
         raise Invalid("Expected a JSON object.")
@@ -55,19 +55,23 @@ def _finite_float(text: str) -> float:
     return number
 
 
-def storable(value: Any) -> Any:
+MAX_DEPTH = 32  # levels of nested objects and lists; deeper is no client's data
+
+
+def storable(value: Any, depth: int = 0) -> Any:
     """`value` if every text in it can be stored: no NUL character, no lone surrogate
-    (JSON lets `\\u0000` and `\\ud800` through; PostgreSQL refuses both)."""
+    (JSON lets `\\u0000` and `\\ud800` through; PostgreSQL refuses both), and it is not
+    nested deeper than MAX_DEPTH (serializing it again would fail further on)."""
     if isinstance(value, str):
         if "\x00" in value or not value.isascii() and _has_lone_surrogate(value):
             raise Invalid("Text cannot contain NUL characters or invalid Unicode.")
-    elif isinstance(value, dict):
-        for key, item in value.items():
-            storable(key)
-            storable(item)
-    elif isinstance(value, list):
-        for item in value:
-            storable(item)
+    elif isinstance(value, dict | list):
+        if depth >= MAX_DEPTH:
+            raise Invalid(f"JSON nested deeper than {MAX_DEPTH} levels.")
+        items = value.items() if isinstance(value, dict) else enumerate(value)
+        for key, item in items:
+            storable(key, depth + 1)
+            storable(item, depth + 1)
     return value
 
 
@@ -106,9 +110,10 @@ def json_field(value: Any, field: str) -> Any:
     """A JSON value given either as JSON or as JSON text in a form field."""
     if isinstance(value, str):
         try:
-            return storable(parse_json(value)) if value.strip() else None
-        except ValueError:
+            parsed = parse_json(value) if value.strip() else None
+        except (ValueError, RecursionError):
             raise Invalid("Value must be valid JSON.", field=field) from None
+        return storable(parsed)
     if isinstance(value, UploadFile):
         raise Invalid("Value must be valid JSON.", field=field)
     return value
