@@ -1,0 +1,46 @@
+"""The gateway's own errors (a service down) reach clients as JSON, in their error shape."""
+
+import subprocess
+import uuid
+
+import httpx
+import pytest
+
+from dev.layout import Layout
+from dev.stack import Stack
+from tests.deploy.test_deploy_config import tool
+
+# No service of this layout runs: every proxied request fails at the gateway.
+NOBODY = Layout(name="gateway-errors", base_port=28100, tls_host="127.0.0.30")
+
+
+@pytest.fixture(scope="module")
+def gateway():
+    stack = Stack(NOBODY)
+    stack.prepare_gateway()
+    conf = NOBODY.run_dir / "nginx" / "nginx.conf"
+    nginx = subprocess.Popen(
+        [tool("nginx"), "-p", str(conf.parent), "-c", str(conf), "-g", "daemon off;"]
+    )
+    try:
+        stack.wait_for(f"{NOBODY.gateway_url}/metrics", timeout=10)  # answered by nginx
+        yield NOBODY.gateway_url
+    finally:
+        nginx.terminate()
+        nginx.wait(10)
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("POST", "/subjects/"),
+        ("PATCH", f"/videos/{uuid.uuid4()}/"),
+        ("GET", f"/sessions/{uuid.uuid4()}/status/?device_id={uuid.uuid4()}"),
+    ],
+)
+def test_a_service_that_is_down_is_a_json_502(gateway, method, path):
+    response = httpx.request(method, f"{gateway}{path}", json={})
+
+    assert response.status_code == 502
+    assert response.headers["content-type"] == "application/json"
+    assert response.json() == {"detail": "The service is unavailable. Try again shortly."}
