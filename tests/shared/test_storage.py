@@ -77,3 +77,13 @@ def test_uploaded_file_can_be_downloaded(storage, tmp_path):
     storage.download_file(key, str(tmp_path / "out.json"))
 
     assert (tmp_path / "out.json").read_bytes() == b'{"frames": 30}'
+
+
+def test_a_bucket_it_creates_drops_unfinished_multipart_uploads(s3_settings):
+    fresh = Storage(s3_settings.model_copy(update={"s3_bucket": f"fresh-{uuid4().hex[:12]}"}))
+
+    fresh.ensure_bucket()
+    fresh.ensure_bucket()  # an existing bucket is left as it is
+
+    rules = fresh.client.get_bucket_lifecycle_configuration(Bucket=fresh.bucket)["Rules"]
+    assert [r["AbortIncompleteMultipartUpload"] for r in rules] == [{"DaysAfterInitiation": 1}]

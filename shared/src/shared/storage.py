@@ -31,6 +31,14 @@ def _client(settings: S3Settings, endpoint: str | None, signature_version: str) 
     )
 
 
+ABORT_UNFINISHED = {
+    "ID": "abort-unfinished-multipart-uploads",
+    "Status": "Enabled",
+    "Filter": {"Prefix": ""},
+    "AbortIncompleteMultipartUpload": {"DaysAfterInitiation": 1},
+}
+
+
 class Storage:
     """Blocking boto3 calls: run them in a thread from async code."""
 
@@ -42,10 +50,16 @@ class Storage:
         self.presigner = _client(settings, public, "s3")
 
     def ensure_bucket(self) -> None:
+        """Create the bucket if it is missing (local runs and tests), with the lifecycle rule
+        that drops multipart uploads left unfinished for a day (an upload process killed
+        mid-upload cannot abort its own). An existing bucket is left as it is."""
         try:
             self.client.head_bucket(Bucket=self.bucket)
         except ClientError:
             self.client.create_bucket(Bucket=self.bucket)
+            self.client.put_bucket_lifecycle_configuration(
+                Bucket=self.bucket, LifecycleConfiguration={"Rules": [ABORT_UNFINISHED]}
+            )
 
     def put_bytes(self, key: str, data: bytes, content_type: str) -> None:
         self.client.put_object(Bucket=self.bucket, Key=key, Body=data, ContentType=content_type)
