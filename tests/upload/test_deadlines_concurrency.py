@@ -10,13 +10,12 @@ import pytest
 from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from shared.db import create_sessionmaker, utcnow
+from shared.db import create_sessionmaker, transactions, utcnow
 from tests.upload.conftest import Trial, joined_trial
 from upload_service import consumers
 from upload_service.config import Settings
 from upload_service.janitor import time_out_overdue
 from upload_service.models import Outbox, UploadTrial, Video
-from upload_service.service import transactions
 
 TRIALS = 11
 

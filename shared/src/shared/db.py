@@ -4,7 +4,8 @@ One HTTP request or one consumed message is one transaction. Use cases receive t
 `AsyncSession` as `tx` and never commit; whoever opened the transaction commits it.
 """
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import UTC, datetime
 from typing import Annotated
 
@@ -48,6 +49,19 @@ async def transaction(request: Request) -> AsyncIterator[AsyncSession]:
 
 
 Tx = Annotated[AsyncSession, Depends(transaction, scope="function")]
+
+# Short transactions, one per `async with units() as tx:`, for work that must not hold one
+# open for long (a streaming upload, a periodic job's batches, an archive being built).
+Units = Callable[[], AbstractAsyncContextManager[AsyncSession]]
+
+
+def transactions(db: async_sessionmaker[AsyncSession]) -> Units:
+    @asynccontextmanager
+    async def unit() -> AsyncIterator[AsyncSession]:
+        async with db() as tx, tx.begin():
+            yield tx
+
+    return unit
 
 
 async def ping(engine: AsyncEngine) -> None:

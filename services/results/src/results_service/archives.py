@@ -13,8 +13,6 @@ cleanup does.
 """
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import datetime, timedelta
 from uuid import uuid4
 
@@ -26,7 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from results_service import archive, deletions, loading, zipstream
 from results_service.config import Settings
 from results_service.models import Archive
-from shared.db import utcnow
+from shared.db import Units, transactions, utcnow
 from shared.storage import Storage
 
 log = structlog.get_logger()
@@ -34,17 +32,6 @@ ARCHIVES_BUILT = Counter(
     "results_archives_total", "Session archives built, by outcome", ["outcome"]
 )
 DIED = "The build did not finish (its worker stopped)."
-# Opens one transaction: `async with units() as tx:` (savepoints in tests).
-Units = Callable[[], AbstractAsyncContextManager[AsyncSession]]
-
-
-def transactions(db: async_sessionmaker[AsyncSession]) -> Units:
-    @asynccontextmanager
-    async def unit() -> AsyncIterator[AsyncSession]:
-        async with db() as tx, tx.begin():
-            yield tx
-
-    return unit
 
 
 # ── worker: build ───────────────────────────────────────────────────────────────────

@@ -11,7 +11,7 @@ from uuid import UUID
 from fastapi import APIRouter, Depends, Request, Response
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from shared.db import Tx
+from shared.db import Tx, Units, transactions
 from shared.errors import Forbidden, Invalid, NotFound
 from shared.forms import read_fields
 from shared.identity import Caller, caller
@@ -19,7 +19,6 @@ from upload_service import direct, receive, service
 from upload_service.formstream import small_fields
 from upload_service.models import ApiToken, ApiUser
 from upload_service.schemas import DirectUploadDone, DirectUploadRequest, video_json, video_patch
-from upload_service.service import Units
 
 router = APIRouter()
 SMALL_BODY = 64 * 1024
@@ -27,7 +26,7 @@ SMALL_BODY = 64 * 1024
 
 def units(request: Request) -> Units:
     """Short transactions, one per `async with units() as tx:` (overridable in tests)."""
-    return service.transactions(request.app.state.db)
+    return transactions(request.app.state.db)
 
 
 UnitsDep = Annotated[Units, Depends(units)]

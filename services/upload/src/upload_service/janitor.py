@@ -17,11 +17,11 @@ from prometheus_client import Counter
 from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from shared.db import utcnow
+from shared.db import Units, transactions, utcnow
 from upload_service.config import Settings
 from upload_service.deadlines import overdue_trials
 from upload_service.models import UploadKey, UploadTrial
-from upload_service.service import Units, emit, transactions, trial_videos
+from upload_service.service import emit, trial_videos
 
 log = structlog.get_logger()
 DEADLINES_PASSED = Counter(

@@ -18,13 +18,12 @@ import structlog
 from prometheus_client import Counter
 from starlette.requests import Request
 
-from shared.db import utcnow
+from shared.db import Units, utcnow
 from shared.errors import Forbidden, Invalid, PayloadTooLarge
 from upload_service import policy, service
 from upload_service.config import Settings
 from upload_service.deadlines import extend_deadlines
 from upload_service.formstream import FilePart, FormStream
-from upload_service.service import Units
 from upload_service.streaming import ObjectWriter, Streamer
 
 POLICY_FIELDS = ("key", "policy", "signature")

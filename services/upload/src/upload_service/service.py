@@ -2,14 +2,12 @@
 
 import asyncio
 import re
-from collections.abc import AsyncIterator, Callable
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import timedelta
 from typing import Any
 from uuid import UUID, uuid4
 
 from sqlalchemy import exists, select
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
 from shared.db import utcnow
@@ -29,19 +27,6 @@ SAFE_NAME = re.compile(r"[^A-Za-z0-9._]")
 MAX_CHAIN = 50
 NO_PERMISSION = "You do not have permission to perform this action."
 NOT_WAITING = "No trial of this session is waiting for uploads."
-
-# Short transactions, one per `async with units() as tx:`, for callers that must not hold
-# one open for long (a streaming upload, the deadline job's batches).
-Units = Callable[[], AbstractAsyncContextManager[AsyncSession]]
-
-
-def transactions(db: async_sessionmaker[AsyncSession]) -> Units:
-    @asynccontextmanager
-    async def unit() -> AsyncIterator[AsyncSession]:
-        async with db() as tx, tx.begin():
-            yield tx
-
-    return unit
 
 
 def emit(tx: AsyncSession, event: Event | None) -> None:
