@@ -250,16 +250,46 @@ async def test_cancel_while_videos_are_still_uploading_fails_the_trial(
     assert (trial.status, trial.meta["error_msg_dev"]) == ("error", "cancelled")
 
 
-@pytest.mark.parametrize(
-    ("status", "uploaded"),
-    [("stopped", True), ("processing", True), ("done", True), ("error", False)],
-)
+async def test_cancel_right_after_a_stop_with_no_camera_fails_the_trial(
+    client, tx, session, as_alice
+):
+    """The web app's stop + cancel when no phone joined in 5 s: no slot exists yet."""
+    trial = await make_trial(tx, session, "walk", "stopped")
+
+    response = await cancel(client, session, as_alice)
+
+    assert (response.status_code, response.json()) == (200, {"status": "error"})
+    await tx.refresh(trial)
+    assert (trial.status, trial.meta["error_msg_dev"]) == ("error", "cancelled")
+    await consumers.on_cameras_final(
+        tx, CamerasFinal(trial_id=trial.id, session_id=session.id, cameras=[])
+    )
+    await tx.refresh(trial)
+    assert trial.meta["error_msg_dev"] == "cancelled"
+    assert await routing_keys(tx) == ["trial.finished"]
+
+
+async def test_cancelling_a_trial_that_already_failed_is_a_harmless_repeat(
+    client, tx, session, as_alice
+):
+    """E.g. the camera set failed the trial between the web app's stop and its cancel."""
+    trial = await make_trial(tx, session, "walk", "error")
+
+    response = await cancel(client, session, as_alice)
+
+    assert (response.status_code, response.json()) == (200, {"status": "error"})
+    await tx.refresh(trial)
+    assert (trial.status, trial.meta) == ("error", None)
+    assert await outbox_rows(tx) == []
+
+
+@pytest.mark.parametrize("status", ["stopped", "processing", "done"])
 async def test_a_late_cancel_is_a_conflict_and_changes_nothing(
-    client, tx, session, as_alice, status, uploaded
+    client, tx, session, as_alice, status
 ):
     trial = await make_trial(tx, session, "walk", status)
     for _ in range(2):
-        await make_video(tx, trial, "in.mov" if uploaded else None)
+        await make_video(tx, trial, "in.mov")
 
     response = await cancel(client, session, as_alice)
 

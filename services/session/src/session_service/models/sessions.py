@@ -32,7 +32,6 @@ SPECIAL_TRIALS = ("calibration", "neutral")
 FINISHED = ("done", "error")
 # Why a cancel comes too late, by the trial's status.
 CANNOT_CANCEL = {
-    "error": "This trial has already ended with an error (or was cancelled).",
     "done": "This trial has already been processed.",
     "stopped": "This trial's videos are all in: it can no longer be cancelled.",
     "processing": "This trial's videos are all in: it can no longer be cancelled.",
@@ -230,8 +229,11 @@ class Trial(Base):
             trial_id=self.id, session_id=self.session_id, status="error", error_msg=error_msg
         )
 
-    def cancel(self, now: datetime, uploads_outstanding: bool) -> TrialFinished:
-        """The user gives up on a trial still recording or still waiting for its videos."""
+    def cancel(self, now: datetime, uploads_outstanding: bool) -> TrialFinished | None:
+        """The user gives up on a trial still recording or still waiting for its videos.
+        A trial that already ended in error stays as it is (a repeat changes nothing)."""
+        if self.status == "error":
+            return None
         if self.status == "recording" or (self.status == "stopped" and uploads_outstanding):
             return self.fail("The trial was cancelled.", now, "cancelled")
         raise Conflict(CANNOT_CANCEL.get(self.status, "This trial can no longer be cancelled."))
