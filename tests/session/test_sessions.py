@@ -444,6 +444,20 @@ async def test_the_list_shows_own_sessions_with_a_trial_and_nobody_elses(
     assert await tx.get(Session, empty.id) is not None  # not listed, not deleted
 
 
+async def test_get_sessions_lists_every_own_session_newest_first(client, tx, alice, as_alice, bob):
+    older = await make_session(tx, alice, created_at=utcnow() - HOUR, trashed=True)
+    await make_trial(tx, older, "walk", "done")
+    empty = await make_session(tx, alice)
+    theirs = await make_session(tx, bob, public=True)
+    await make_trial(tx, theirs, "walk", "done")
+
+    response = await client.get("/sessions/", headers=as_alice)
+
+    assert response.status_code == 200, response.text
+    assert [s["id"] for s in response.json()] == [str(empty.id), str(older.id)]
+    assert [len(s["trials"]) for s in response.json()] == [0, 1]
+
+
 async def test_the_list_has_the_light_session_shape_and_a_total(client, tx, alice, as_alice):
     subject = await make_subject(tx, alice, "Ada")
     session = await make_session(tx, alice, subject_id=subject.id, meta={"sessionName": "Lab"})

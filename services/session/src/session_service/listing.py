@@ -82,6 +82,14 @@ async def _filtered(tx: AsyncSession, user: User, body: Mapping[str, Any]) -> Se
     return stmt
 
 
+async def own_sessions(tx: AsyncSession, user: User) -> list[Session]:
+    """`GET /sessions/`: every session of the caller, trashed or empty ones too, newest first
+    (the original added every public session; here lists hold only the caller's own)."""
+    stmt = select(Session).where(Session.user_id == user.id)
+    stmt = stmt.order_by(Session.created_at.desc(), Session.id.desc())
+    return list((await tx.scalars(stmt)).all())
+
+
 async def valid_sessions(
     tx: AsyncSession, user: User, body: Mapping[str, Any]
 ) -> tuple[list[Session], int | None]:

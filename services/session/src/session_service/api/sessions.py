@@ -30,8 +30,7 @@ PLACEHOLDERS = {
 
 @router.get("/")
 async def list_sessions(tx: Tx, request: Request, user: VerifiedUser) -> list[dict]:
-    found, _ = await listing.valid_sessions(tx, user, {"include_trashed": True})
-    return [await session_view(tx, request, s) for s in found]
+    return [await session_view(tx, request, s) for s in await listing.own_sessions(tx, user)]
 
 
 @router.get("/new/")
