@@ -71,13 +71,16 @@ async def test_a_new_subject_answers_the_subject_shape(client, as_alice):
     assert isinstance(body["id"], int) and body["created_at"].endswith("Z")
 
 
-async def test_a_subject_needs_only_a_name(client, as_alice):
+async def test_a_subject_needs_only_a_name_and_gets_the_originals_defaults(client, as_alice):
     response = await client.post("/subjects/", json={"name": "Bo"}, headers=as_alice)
 
     assert response.status_code == 201
     body = response.json()
     assert (body["gender_display"], body["sex_display"], body["subject_tags"]) == (None, None, [])
-    assert (body["weight"], body["birth_year"], body["characteristics"]) == (None, None, "")
+    assert (body["weight"], body["height"], body["characteristics"]) == (0.0, 0.0, "")
+    assert (body["birth_year"], body["age"]) == (utcnow().year, 0)
+    page = await subjects_page(client, as_alice, simple="true")
+    assert page["subjects"][0]["display_name"] == f"Bo (0.0 Kg, 0.0 m, {utcnow().year})"
 
 
 @pytest.mark.parametrize(

@@ -74,10 +74,14 @@ def apply_fields(subject: Subject, fields: Mapping[str, Any]) -> None:
     if birth_year is not None and not 1900 <= birth_year <= year:
         raise Invalid("Ensure this value is between 1900 and today's year.", field="birth_year")
     subject.name = name.strip()
-    subject.weight = _number(fields, "weight", float)
-    subject.height = _number(fields, "height", float)
-    subject.birth_year = birth_year
-    subject.age = year - birth_year if birth_year else 0
+    # The original's model defaults: a measure not given is 0.0 (the pipeline copies them
+    # into the trial's metadata); a birth year not given is this year minus the age.
+    for measure in ("weight", "height"):
+        given = measure in fields
+        value = _number(fields, measure, float) if given else getattr(subject, measure)
+        setattr(subject, measure, 0.0 if value is None and not given else value)
+    subject.birth_year = birth_year or year - (subject.age or 0)
+    subject.age = year - subject.birth_year
     subject.gender = _choice(fields, "gender", GENDERS)
     subject.sex_at_birth = _choice(fields, "sex_at_birth", SEXES)
     subject.characteristics = str(fields.get("characteristics") or "")[:10_000]
