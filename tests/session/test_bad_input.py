@@ -1,6 +1,8 @@
 """Input the database cannot hold is a 400 or 404, never a 500: text with a NUL character
 (PostgreSQL text and JSONB refuse it) and ids beyond the integer columns' range."""
 
+from uuid import uuid4
+
 import pytest
 from sqlalchemy import func, select
 
@@ -113,6 +115,11 @@ REFUSED = [
         "processed_duration",
     ),
     ("PATCH", "/trials/{trial}/", {"content": b'{"meta": {"a": NaN}}'}, "detail"),
+    ("PATCH", "/trials/{trial}/", {"json": {"server": "not-an-ip"}}, "server"),
+    ("PATCH", "/trials/{trial}/", {"data": {"is_docker": "maybe"}}, "is_docker"),
+    ("PATCH", "/trials/{trial}/", {"json": {"trashed": "notbool"}}, "trashed"),
+    ("PATCH", "/trials/{trial}/", {"json": {"processed_count": "x"}}, "processed_count"),
+    ("PATCH", "/trials/{trial}/", {"json": {"session": str(uuid4())}}, "session"),
     ("PATCH", "/sessions/{session}/", {"content": b'{"meta": {"a": 1e400}}'}, "detail"),
     ("PATCH", "/sessions/{session}/", {"data": {"meta": '{"a": Infinity}'}}, "meta"),
     (

@@ -449,6 +449,26 @@ async def test_the_pipeline_reports_its_run_as_a_form(client, tx, session, as_pi
     assert trial.processed_duration == timedelta(minutes=3, seconds=12, microseconds=345678)
 
 
+async def test_patch_writes_the_other_trial_fields_and_takes_back_its_own_view(
+    client, tx, session, as_alice
+):
+    trial = await make_trial(tx, session, "walk", "done")
+
+    response = await patch(client, trial, as_alice, server="10.0.0.7", is_docker="true")
+    body = response.json()
+    assert (response.status_code, body["server"], body["is_docker"]) == (200, "10.0.0.7", True)
+    response = await client.patch(f"/trials/{trial.id}/", json={"trashed": True}, headers=as_alice)
+    assert response.json()["trashed"] is True and response.json()["trashed_at"] is not None
+
+    view = {k: v for k, v in response.json().items() if k not in ("videos", "results")}
+    response = await client.put(f"/trials/{trial.id}/", json=view, headers=as_alice)
+
+    assert response.status_code == 200, response.text
+    assert {k: response.json()[k] for k in view if k != "updated_at"} == {
+        k: v for k, v in view.items() if k != "updated_at"
+    }
+
+
 @pytest.mark.parametrize(
     ("sent", "shown"),
     [

@@ -1,5 +1,6 @@
 """Trial routes (reference §4.2) and trial tags."""
 
+import ipaddress
 from datetime import timedelta
 from typing import Any
 
@@ -19,10 +20,15 @@ from session_service.models import Session, Trial, TrialTag, User
 from shared.db import Tx, utcnow
 from shared.errors import Conflict, Forbidden, Invalid, NotFound
 from shared.events import TrialMetaUpdated, TrialRenamed
-from shared.forms import json_field, read_fields
+from shared.forms import boolean_field, json_field, read_fields
 
 router = APIRouter()
-WORKER_FIELDS = ("server", "hostname", "git_commit")
+WORKER_FIELDS = ("hostname", "git_commit")
+# Trial fields the API sets itself: a PATCH or PUT may repeat their values, not change them.
+SYSTEM_FIELDS = {
+    "session": lambda trial: str(trial.session_id),
+    "processed_count": lambda trial: str(trial.processed_count or 0),
+}
 
 
 async def _writable(tx: Tx, trial_id: str, user: User) -> Trial:
@@ -110,6 +116,9 @@ async def apply_patch(tx: Tx, trial: Trial, fields: dict[str, Any], user: User) 
         sessions.emit(
             tx, TrialMetaUpdated(trial_id=trial.id, session_id=trial.session_id, meta=meta)
         )
+    for name, current in SYSTEM_FIELDS.items():
+        if name in fields and str(fields[name]).lower() != current(trial):
+            raise Invalid("This field is set by the system and cannot be changed.", field=name)
     for name in WORKER_FIELDS:
         if name in fields:
             value = fields[name]
@@ -118,6 +127,14 @@ async def apply_patch(tx: Tx, trial: Trial, fields: dict[str, Any], user: User) 
             if value is not None and len(str(value)) > 64:
                 raise Invalid("Ensure this field has no more than 64 characters.", field=name)
             setattr(trial, name, str(value) if value is not None else None)
+    if "server" in fields:
+        trial.server = _ip_address(fields["server"])
+    if fields.get("is_docker") is not None:
+        trial.is_docker = boolean_field(fields["is_docker"], "is_docker")
+    if "trashed" in fields:
+        trashed = boolean_field(fields["trashed"], "trashed")
+        if trashed != trial.trashed:
+            sessions.trash(trial, utcnow(), trashed=trashed)
     if "processed_duration" in fields:
         trial.processed_duration = parse_duration(fields["processed_duration"])
     if "name" in fields and fields["name"] != trial.name:
@@ -136,6 +153,15 @@ async def apply_patch(tx: Tx, trial: Trial, fields: dict[str, Any], user: User) 
         else:
             sessions.emit(tx, trials.set_status(trial, status, user))
     trial.updated_at = utcnow()
+
+
+def _ip_address(value: Any) -> str | None:
+    if value in (None, ""):
+        return None
+    try:
+        return str(ipaddress.ip_address(str(value).strip()))
+    except ValueError:
+        raise Invalid("Enter a valid IPv4 or IPv6 address.", field="server") from None
 
 
 def parse_duration(value: Any) -> timedelta | None:
