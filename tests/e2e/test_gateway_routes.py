@@ -15,6 +15,9 @@ ROUTES = [
     ("GET", f"/sessions/{SESSION}/status/", "device"),
     ("GET", f"/sessions/{SESSION}/status/?device_id={uuid.uuid4()}", "device"),
     ("GET", f"/sessions/{SESSION}/status/?ret_session=true", "session"),
+    ("GET", f"/sessions/{SESSION}/status/?ret_session", "session"),  # present, however empty
+    ("GET", f"/sessions/{SESSION}/status/?x=1&ret_session=", "session"),
+    ("GET", f"/sessions/{SESSION}/status/?not_ret_session=1", "device"),
     ("GET", f"/sessions/{SESSION}/devices/", "device"),
     ("GET", f"/sessions/{SESSION}/get_presigned_url/", "upload"),
     ("GET", "/sessions/null/get_presigned_url/", "upload"),
