@@ -10,7 +10,7 @@ from uuid import uuid4
 import httpx
 import pytest
 from fastapi import FastAPI
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from session_service.auth import hash_password
@@ -27,7 +27,7 @@ from session_service.models import (
     Video,
 )
 from shared.config import S3Settings
-from shared.db import transaction, utcnow
+from shared.db import create_sessionmaker, transaction, utcnow
 from shared.identity import token_hash
 from tests.conftest import api_client, migrated_engine, rolled_back
 
@@ -96,6 +96,19 @@ async def client(app: FastAPI, tx: AsyncSession):
 
 
 PASSWORD = "secret password"
+
+
+@pytest.fixture
+async def committed(engine: AsyncEngine):
+    """Transactions that really commit, for real concurrency: users named `race-…` and
+    their sessions are removed afterwards."""
+    db = create_sessionmaker(engine)
+    yield db
+    async with db() as tx, tx.begin():
+        racers = select(User.id).where(User.username.like("race-%"))
+        await tx.execute(delete(Session).where(Session.user_id.in_(racers)))
+        await tx.execute(delete(User).where(User.username.like("race-%")))
+        await tx.execute(delete(Outbox))
 
 
 async def make_user(

@@ -6,12 +6,11 @@ import asyncio
 from datetime import timedelta
 from uuid import uuid4
 
-import pytest
-from sqlalchemy import delete, select, update
+from sqlalchemy import select, update
 
 from session_service import consumers, processing
 from session_service.models import Outbox, Result, Session, Trial, User, Video
-from shared.db import create_sessionmaker, utcnow
+from shared.db import utcnow
 from shared.events import (
     ClaimRequest,
     ProcessingFailed,
@@ -294,21 +293,6 @@ class TestHttpPipeline:
         assert response.status_code == again.status_code == 200
         assert response.json()["status"] == "reprocess"
         assert [j.priority for j in await jobs(tx)] == [3, 1]
-
-
-@pytest.fixture
-async def committed(engine):
-    """Committed rows for real concurrency; removed afterwards."""
-    db = create_sessionmaker(engine)
-    yield db
-    async with db() as tx, tx.begin():
-        await tx.execute(
-            delete(Session).where(
-                Session.user_id.in_(select(User.id).where(User.username.like("race-%")))
-            )
-        )
-        await tx.execute(delete(User).where(User.username.like("race-%")))
-        await tx.execute(delete(Outbox))
 
 
 async def test_ten_concurrent_dequeues_hand_the_trial_to_exactly_one_worker(committed, settings):

@@ -6,6 +6,7 @@ trial menu (rename, tags, trash).
 Every transition is checked with the events it announced: the outbox is an output.
 """
 
+import asyncio
 import json
 from datetime import timedelta
 from uuid import uuid4
@@ -13,14 +14,15 @@ from uuid import uuid4
 import pytest
 from sqlalchemy import select, update
 
-from session_service import consumers
-from session_service.models import Trial, Video
+from session_service import consumers, trials
+from session_service.models import Session, Trial, Video
 from session_service.trials import end_stuck_recordings, stop_due_captures
 from shared.db import utcnow
 from shared.events import Camera, CamerasFinal, UploadTimedOut
 from tests.session.conftest import (
     make_session,
     make_trial,
+    make_user,
     make_video,
     outbox_rows,
     routing_keys,
@@ -105,6 +107,39 @@ async def test_another_name_ends_the_trial_still_recording(client, tx, session, 
         "status": "error",
         "error_msg": old["meta"]["error_msg"],
     }
+
+
+async def record_at_once(committed, settings, names: list[str]) -> tuple[list, list[Trial]]:
+    """`record` with each name, all at the same time, each in its own transaction; the
+    trials it returned, and the session's trials afterwards."""
+    async with committed() as tx, tx.begin():
+        session = await make_session(tx, await make_user(tx, f"race-{uuid4().hex[:6]}"))
+
+    async def record_one(name: str):
+        async with committed() as tx, tx.begin():
+            found = await tx.get(Session, session.id)
+            return (await trials.record_trial(tx, found, name, settings)).id
+
+    returned = await asyncio.gather(*(record_one(name) for name in names))
+    async with committed() as tx:
+        stmt = select(Trial).where(Trial.session_id == session.id).order_by(Trial.created_at)
+        return returned, list((await tx.scalars(stmt)).all())
+
+
+async def test_five_records_at_the_same_instant_make_one_trial(committed, settings):
+    returned, made = await record_at_once(committed, settings, ["walk"] * 5)
+
+    assert [(t.name, t.status) for t in made] == [("walk", "recording")]
+    assert set(returned) == {made[0].id}
+
+
+async def test_two_names_recorded_at_the_same_instant_leave_one_trial_recording(
+    committed, settings
+):
+    _, made = await record_at_once(committed, settings, ["walk", "run"])
+
+    assert [t.status for t in made] == ["error", "recording"]
+    assert made[0].meta["error_msg_dev"] == "superseded"
 
 
 @pytest.mark.parametrize("name", ["calibration", "neutral"])

@@ -136,8 +136,12 @@ async def dequeue(
         return None
     trial.claim(worker, utcnow(), timedelta(seconds=settings.legacy_lease_seconds))
     trial.server = worker[:64]
-    session = await tx.get(Session, trial.session_id)
-    session.server = session.server or worker[:64]
+    # The session's row is locked by record/stop/cancel, which then lock its latest trial:
+    # waiting for it while holding the trial could deadlock, and its `server` can wait.
+    busy = select(Session).where(Session.id == trial.session_id).with_for_update(skip_locked=True)
+    session = (await tx.scalars(busy)).first()
+    if session is not None and not session.server:
+        session.server = worker[:64]
     return trial
 
 

@@ -100,6 +100,11 @@ async def session_trials(tx: AsyncSession, session_id: UUID) -> list[Trial]:
 async def latest_trial(
     tx: AsyncSession, session_id: UUID, *, name: str | None = None, lock: bool = False
 ) -> Trial | None:
+    """The session's latest trial (of that name). `lock=True`, for record, stop and cancel,
+    locks the session's row first, so that these run one at a time per session (two
+    `record`s at once would otherwise both start a trial), then the trial's row."""
+    if lock:
+        await tx.execute(select(Session.id).where(Session.id == session_id).with_for_update())
     stmt = select(Trial).where(Trial.session_id == session_id)
     if name is not None:
         stmt = stmt.where(Trial.name == name)

@@ -44,8 +44,8 @@ async def record_trial(
     """Start a trial. The same `record` repeated within seconds returns the same trial; a
     trial still recording is ended first. Calibration and neutral stop themselves."""
     name = validate_trial_name(name)
-    now = utcnow()
     current = await latest_trial(tx, session.id, lock=True)
+    now = utcnow()  # after the lock: trials are made in the order of their times
     window = timedelta(seconds=settings.record_dedupe_seconds)
     if (
         current
