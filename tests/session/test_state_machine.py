@@ -387,6 +387,47 @@ async def test_enough_cameras_leave_the_trial_waiting_for_its_videos(tx, session
     assert await outbox_rows(tx) == []
 
 
+async def calibrated_with(tx, session, n: int) -> None:
+    calibration = await make_trial(tx, session, "calibration", "done")
+    for _ in range(n):
+        await make_video(tx, calibration, "in.mov")
+
+
+@pytest.mark.parametrize("name", ["walk", "neutral"])
+async def test_fewer_cameras_than_the_calibration_fail_the_trial_at_once(
+    client, tx, alice, session, as_alice, name
+):
+    """Known-failures 5b, also in a session chained to the calibrated one."""
+    await calibrated_with(tx, session, 3)
+    chained = await make_session(
+        tx, alice, meta={"sessionWithCalibration": {"id": str(session.id)}}
+    )
+    trial = await make_trial(tx, chained, name, "stopped")
+
+    await consumers.on_cameras_final(
+        tx, CamerasFinal(trial_id=trial.id, session_id=chained.id, cameras=cameras(2))
+    )
+
+    body = await read_trial(client, trial.id, as_alice)
+    assert body["status"] == "error"
+    assert "Only 2 of the 3 calibrated cameras" in body["meta"]["error_msg"]
+    n = await client.get(f"/sessions/{chained.id}/get_n_calibrated_cameras/", headers=as_alice)
+    assert n.json()["data"] == 3
+    assert await routing_keys(tx) == ["trial.finished"]
+
+
+async def test_every_calibrated_camera_leaves_the_trial_waiting_for_its_videos(tx, session):
+    await calibrated_with(tx, session, 3)
+    trial = await make_trial(tx, session, "walk", "stopped")
+
+    await consumers.on_cameras_final(
+        tx, CamerasFinal(trial_id=trial.id, session_id=session.id, cameras=cameras(3))
+    )
+
+    assert (trial.status, trial.meta) == ("stopped", None)
+    assert await outbox_rows(tx) == []
+
+
 async def test_an_upload_deadline_fails_the_trial_naming_the_missing_phones(
     client, tx, session, as_alice
 ):

@@ -7,9 +7,9 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from session_service.config import Settings
-from session_service.models import Result, Trial, Video
+from session_service.models import Result, Session, Trial, Video
 from session_service.processing import queue_job
-from session_service.sessions import emit
+from session_service.sessions import emit, n_calibrated_cameras
 from shared.db import utcnow
 from shared.events import (
     CamerasFinal,
@@ -31,6 +31,10 @@ NO_CAMERAS = (
 ONE_CAMERA = (
     "Calibration needs at least two cameras, but only {n} recorded it. Connect two or more "
     "phones and calibrate again."
+)
+FEWER_CAMERAS = (
+    "Only {n} of the {calibrated} calibrated cameras recorded this trial. Connect every "
+    "calibrated phone (the session page shows how many are connected) and record it again."
 )
 MISSING = "No video arrived from {devices} before the upload deadline. Record the trial again."
 
@@ -71,15 +75,27 @@ async def on_video_uploaded(tx: AsyncSession, event: VideoUploaded) -> None:
 
 async def on_cameras_final(tx: AsyncSession, event: CamerasFinal) -> None:
     """A trial that can never be processed is an error now, with the reason: no phone
-    connected, or a calibration seen by fewer than two cameras."""
+    connected, a calibration seen by fewer than two cameras, or another trial seen by
+    fewer cameras than the session was calibrated with (known-failures 4, 5)."""
     trial = await _trial(tx, event.trial_id)
     if trial is None or trial.status != "stopped":
         return
-    if not event.cameras:
-        emit(tx, trial.fail(NO_CAMERAS, utcnow(), "No video slots were registered."))
-    elif trial.name == "calibration" and len(event.cameras) < 2:
-        message = ONE_CAMERA.format(n=len(event.cameras))
-        emit(tx, trial.fail(message, utcnow(), "calibration with fewer than 2 cameras"))
+    if reason := await _unprocessable(tx, trial, len(event.cameras)):
+        message, for_developers = reason
+        emit(tx, trial.fail(message, utcnow(), for_developers))
+
+
+async def _unprocessable(tx: AsyncSession, trial: Trial, n: int) -> tuple[str, str] | None:
+    """Why a trial seen by `n` cameras cannot be processed (message, message for devs)."""
+    if n == 0:
+        return NO_CAMERAS, "No video slots were registered."
+    if trial.name == "calibration":
+        return (ONE_CAMERA.format(n=n), "calibration with fewer than 2 cameras") if n < 2 else None
+    calibrated = await n_calibrated_cameras(tx, await tx.get(Session, trial.session_id))
+    if n < calibrated:
+        message = FEWER_CAMERAS.format(n=n, calibrated=calibrated)
+        return message, f"{n} of {calibrated} calibrated cameras"
+    return None
 
 
 async def on_upload_timed_out(tx: AsyncSession, event: UploadTimedOut) -> None:
