@@ -99,6 +99,11 @@ def readable(ok: int = 200, anonymous_private: int = 401) -> dict[str, Cells]:
     return {"private": private, "public": cells(ok, bad_token=403)}
 
 
+def any_session(ok: int = 200) -> dict[str, Cells]:
+    """Read by anyone, the anonymous phones too, on a private or a public session."""
+    return {target: cells(ok) for target in ("private", "public")}
+
+
 def readable_verified(ok: int = 200) -> dict[str, Cells]:
     """As `readable`, but only for callers past the e-mail code step."""
     refused = {"anonymous": 403, "bad_token": 403, "unverified": 403}
@@ -250,6 +255,15 @@ ROWS = [
     Row("GET", "/sessions/{session_id}/get_n_calibrated_cameras/", readable()),
     Row("GET", "/sessions/{session_id}/get_session_settings/", readable()),
     Row("GET", "/sessions/{session_id}/get_session_permission/", readable()),
+    Row("GET", "/sessions/{session_id}/save_local/", any_session()),
+    Row("GET", "/sessions/{session_id}/useLidar/", any_session()),
+    Row(
+        "PATCH",
+        "/sessions/{session_id}/save_local/",
+        owner_writes(),
+        body=json({"save_local": True}),
+    ),
+    Row("PATCH", "/sessions/{session_id}/useLidar/", owner_writes(), body=json({"useLidar": 1})),
     Row("GET", "/sessions/{session_id}/calibration/", owner_writes()),
     Row(
         "POST",

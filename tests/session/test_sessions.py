@@ -90,6 +90,35 @@ async def test_the_phones_of_the_old_session_are_sent_to_the_new_one(client, set
     assert status["newSessionURL"] == f"{settings.public_url}/sessions/{child['id']}/status/"
 
 
+async def test_the_capture_flags_are_set_by_the_owner_read_by_phones_and_carried_over(
+    client, as_alice
+):
+    root = await new_session(client, as_alice)
+    flags = {"save_local": "true", "useLidar": True}  # as a form or JSON sends them
+    for flag, value in flags.items():
+        path = f"/sessions/{root['id']}/{flag}/"
+        assert await get(client, path, {}) == {flag: False}
+        response = await client.patch(path, json={flag: value}, headers=as_alice)
+        assert (response.status_code, response.json()) == (200, {flag: True})
+
+    [child] = await get(client, f"/sessions/{root['id']}/new_subject/", as_alice)
+
+    for flag in flags:
+        assert await get(client, f"/sessions/{child['id']}/{flag}/", {}) == {flag: True}
+
+
+@pytest.mark.parametrize("body", [{}, {"save_local": "perhaps"}, {"save_local": [True]}])
+async def test_a_capture_flag_needs_a_boolean(client, as_alice, body):
+    root = await new_session(client, as_alice)
+
+    response = await client.patch(
+        f"/sessions/{root['id']}/save_local/", json=body, headers=as_alice
+    )
+
+    assert (response.status_code, list(response.json())) == (400, ["save_local"])
+    assert await get(client, f"/sessions/{root['id']}/save_local/", {}) == {"save_local": False}
+
+
 async def test_a_chain_of_chains_still_points_at_the_root(client, as_alice):
     root = await new_session(client, as_alice)
     [child] = await get(client, f"/sessions/{root['id']}/new_subject/", as_alice)

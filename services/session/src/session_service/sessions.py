@@ -115,13 +115,15 @@ async def latest_trial(
 
 
 async def new_subject(tx: AsyncSession, session: Session, user: User, public_base: str) -> Session:
-    """ "New subject, same setup": a session chained to the calibrated one; phones polling
-    the old session are told to move over (`startNewSession`, published to devices)."""
+    """ "New subject, same setup": a session chained to the calibrated one, with the same
+    settings and capture flags; phones polling the old session are told to move over
+    (`startNewSession`, published to devices)."""
     root = session.linked("sessionWithCalibration") or session.id
     meta: dict = {"sessionWithCalibration": {"id": str(root)}}
     if (session.meta or {}).get("settings"):
         meta["settings"] = dict(session.meta["settings"])
     child = await create_session(tx, user, None, public_base, meta)
+    child.save_local, child.use_lidar = session.save_local, session.use_lidar
     emit(tx, child.announced())
     old_meta = {**(session.meta or {}), "startNewSession": {"id": str(child.id)}}
     emit(tx, session.set_meta(old_meta, utcnow()))

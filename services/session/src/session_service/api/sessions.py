@@ -17,9 +17,9 @@ from session_service.api.deps import (
 )
 from session_service.models import Result, Session, User
 from shared.db import Tx, utcnow
-from shared.errors import Forbidden, Invalid
+from shared.errors import Forbidden, Invalid, NotFound
 from shared.events import TrialMetaUpdated
-from shared.forms import json_field, read_fields
+from shared.forms import boolean_field, json_field, read_fields
 
 router = APIRouter(prefix="/sessions")
 PLACEHOLDERS = {
@@ -212,6 +212,48 @@ async def n_calibrated(session_id: str, tx: Tx, user: OptionalUser) -> dict:
 async def session_settings(session_id: str, tx: Tx, user: OptionalUser) -> dict:
     session = await sessions.get_session(tx, parse_id(session_id), user)
     return {"framerates": await sessions.session_framerates(tx, session)}
+
+
+# The newer apps' capture flags (reference/clients.md §1.5): anyone may read them (phones
+# too), the owner sets them; "new subject, same setup" carries them over.
+CAPTURE_FLAGS = {"save_local": "save_local", "useLidar": "use_lidar"}
+
+
+@router.get("/{session_id}/save_local/")
+async def read_save_local(session_id: str, tx: Tx) -> dict:
+    return await _read_flag(tx, session_id, "save_local")
+
+
+@router.patch("/{session_id}/save_local/")
+async def set_save_local(session_id: str, tx: Tx, request: Request, user: VerifiedUser) -> dict:
+    return await _set_flag(tx, session_id, "save_local", request, user)
+
+
+@router.get("/{session_id}/useLidar/")
+async def read_use_lidar(session_id: str, tx: Tx) -> dict:
+    return await _read_flag(tx, session_id, "useLidar")
+
+
+@router.patch("/{session_id}/useLidar/")
+async def set_use_lidar(session_id: str, tx: Tx, request: Request, user: VerifiedUser) -> dict:
+    return await _set_flag(tx, session_id, "useLidar", request, user)
+
+
+async def _read_flag(tx: Tx, session_id: str, flag: str) -> dict:
+    session = await tx.get(Session, parse_id(session_id))
+    if session is None:
+        raise NotFound()
+    return {flag: getattr(session, CAPTURE_FLAGS[flag])}
+
+
+async def _set_flag(tx: Tx, session_id: str, flag: str, request: Request, user: User) -> dict:
+    session = await _owned(tx, session_id, user)
+    value = (await read_fields(request)).get(flag)
+    if value is None:
+        raise Invalid("This field is required.", field=flag)
+    setattr(session, CAPTURE_FLAGS[flag], boolean_field(value, flag))
+    session.updated_at = utcnow()
+    return {flag: getattr(session, CAPTURE_FLAGS[flag])}
 
 
 @router.get("/{session_id}/get_session_permission/")

@@ -20,6 +20,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
     text,
 )
 from sqlalchemy.orm import Mapped, mapped_column
@@ -47,6 +48,9 @@ class Session(Base):
     public: Mapped[bool] = mapped_column(Boolean, default=False)
     qrcode_key: Mapped[str | None] = mapped_column(String(256))
     is_mono: Mapped[bool] = mapped_column(Boolean, default=False)
+    # The newer apps' capture flags: phones keep their videos (`save_local`), use LiDAR.
+    save_local: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    use_lidar: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     server: Mapped[str | None] = mapped_column(String(64))
     status: Mapped[str] = mapped_column(String(64), default="init")
     status_changed: Mapped[datetime | None]
