@@ -164,6 +164,33 @@ class TestLapsedLeases:
         assert trial.status == "processing"
 
 
+class TestUnclaimedJobs:
+    """Known-failures 15: a job lost in the broker must not leave its trial waiting."""
+
+    async def test_a_job_unclaimed_for_long_is_sent_again_once_with_the_same_id(
+        self, tx, alice, settings
+    ):
+        trial = await stopped_trial(tx, alice)
+        fresh = await stopped_trial(tx, alice, "run")
+        claimed = await stopped_trial(tx, alice, "jump")
+        await processing.claim(tx, request_for(claimed), settings)
+        long_ago = utcnow() - timedelta(seconds=settings.resend_unclaimed_seconds + 1)
+        trial.job_sent_at = claimed.job_sent_at = long_ago
+        before = await jobs(tx)
+
+        assert await processing.resend_unclaimed(tx, settings) == 1
+        assert await processing.resend_unclaimed(tx, settings) == 0
+
+        [again] = [j for j in await jobs(tx) if j not in before]
+        first = next(j for j in before if j.body["data"]["trial_id"] == str(trial.id))
+        assert (again.routing_key, again.priority) == (first.routing_key, first.priority)
+        assert again.body["data"]["job_id"] == str(trial.job_id)
+        assert again.body["data"]["videos"] == first.body["data"]["videos"]
+        assert again.body["data"]["videos"]
+        assert (trial.status, trial.queued_at < trial.job_sent_at) == ("stopped", True)
+        assert (fresh.status, claimed.status) == ("stopped", "processing")
+
+
 class TestCompletion:
     async def test_results_of_the_current_job_finish_the_trial(self, tx, alice, settings):
         trial = await stopped_trial(tx, alice)

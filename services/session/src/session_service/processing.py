@@ -54,9 +54,15 @@ async def queue_job(
 ) -> None:
     """Put a job for the trial on the queue of its kind. Its videos are the ones given (the
     upload service's final set) or, when processing again, the ones uploaded."""
+    emit(tx, trial.queue(utcnow()))
+    await _send_job(tx, trial, videos, reprocess=reprocess)
+
+
+async def _send_job(
+    tx: AsyncSession, trial: Trial, videos: list[UploadedVideo] | None, *, reprocess: bool
+) -> None:
     session = await tx.get(Session, trial.session_id)
     owner = await tx.get(User, session.user_id)
-    emit(tx, trial.queue(utcnow()))
     job = ProcessingJob(
         job_id=trial.job_id,
         trial_id=trial.id,
@@ -149,6 +155,30 @@ async def reprocess(tx: AsyncSession, trial: Trial) -> None:
     """Process a finished trial again (its new results will replace the old ones)."""
     trial.status, trial.attempts = "reprocess", 0
     await queue_job(tx, trial, reprocess=True)
+
+
+async def resend_unclaimed(tx: AsyncSession, settings: Settings, limit: int = 100) -> int:
+    """Jobs still unclaimed long after they were sent go on their queue again, with the same
+    job id (known-failures 15): a job message lost or dead-lettered in the broker would
+    leave its trial waiting forever, and a copy is harmless, as a job's trial is granted to
+    one claim only. Returns how many were sent again."""
+    cutoff = utcnow() - timedelta(seconds=settings.resend_unclaimed_seconds)
+    stmt = (
+        select(Trial)
+        .where(
+            Trial.status.in_(("stopped", "reprocess")),
+            Trial.queued_at.is_not(None),
+            Trial.job_sent_at < cutoff,
+        )
+        .order_by(Trial.job_sent_at)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    waiting = (await tx.scalars(stmt)).all()
+    for trial in waiting:
+        await _send_job(tx, trial, None, reprocess=trial.status == "reprocess")
+        trial.job_sent_at = utcnow()
+    return len(waiting)
 
 
 async def requeue_lapsed(tx: AsyncSession, settings: Settings, limit: int = 100) -> int:

@@ -11,7 +11,7 @@ from session_service.config import Settings
 from session_service.consumers import make_handlers
 from session_service.gauges import sample_queues, sample_trials
 from session_service.models import Outbox, ProcessedEvent
-from session_service.processing import requeue_lapsed
+from session_service.processing import requeue_lapsed, resend_unclaimed
 from session_service.sessions import remove_unused_sessions
 from session_service.trials import end_stuck_recordings, stop_due_captures
 from shared.messaging import declare_jobs
@@ -22,7 +22,8 @@ Db = async_sessionmaker[AsyncSession]
 
 
 def periodic_jobs(settings: Settings) -> dict:
-    """The service's clocks: capture windows, stuck recordings, unused sessions."""
+    """The service's clocks: capture windows, stuck recordings, lapsed leases, unclaimed
+    jobs, unused sessions."""
 
     async def stop_captures(db: Db) -> None:
         async with db() as tx, tx.begin():
@@ -39,6 +40,11 @@ def periodic_jobs(settings: Settings) -> dict:
             if handled := await requeue_lapsed(tx, settings):
                 log.warning("lapsed_leases_handled", count=handled)
 
+    async def resend(db: Db) -> None:
+        async with db() as tx, tx.begin():
+            if sent := await resend_unclaimed(tx, settings):
+                log.warning("unclaimed_jobs_sent_again", count=sent)
+
     async def clean_sessions(db: Db) -> None:
         age = timedelta(days=settings.empty_session_retention_days)
         while True:
@@ -51,6 +57,7 @@ def periodic_jobs(settings: Settings) -> dict:
     return {
         stop_captures: 0.25,
         requeue: 5.0,
+        resend: 60.0,
         sample_trials: 15.0,
         end_stuck: 30.0,
         clean_sessions: 3600.0,

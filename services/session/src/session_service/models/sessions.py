@@ -155,10 +155,12 @@ class Trial(Base):
     trashed_at: Mapped[datetime | None]
     # When a calibration or neutral capture stops itself (the worker's scheduler does it).
     stop_at: Mapped[datetime | None]
-    # Processing: the job on the queue (set once every video is in), and the lease of the
-    # worker that claimed it (renewed by heartbeats; a lapsed lease puts the trial back).
+    # Processing: the job on the queue (set once every video is in; sent again if nobody
+    # claims it for long), and the lease of the worker that claimed it (renewed by
+    # heartbeats; a lapsed lease puts the trial back).
     job_id: Mapped[UUID | None]
     queued_at: Mapped[datetime | None]
+    job_sent_at: Mapped[datetime | None]
     lease_holder: Mapped[str | None] = mapped_column(String(128))
     lease_expires_at: Mapped[datetime | None]
     attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
@@ -187,7 +189,7 @@ class Trial(Base):
     def queue(self, now: datetime) -> TrialQueued:
         """Every video is in: a new job for the trial waits on the queue. The trial keeps
         its `stopped` (or `reprocess`) status, the original's queue states, until claimed."""
-        self.job_id, self.queued_at = uuid4(), now
+        self.job_id, self.queued_at, self.job_sent_at = uuid4(), now, now
         self.lease_holder, self.lease_expires_at = None, None
         self.updated_at = now
         return TrialQueued(trial_id=self.id, session_id=self.session_id, job_id=self.job_id)
