@@ -61,6 +61,27 @@ def test_every_deployment_has_probes_limits_and_runs_unprivileged():
         assert "allowPrivilegeEscalation: false" in doc, doc[:200]
 
 
+YAML_FILES = sorted(
+    [ROOT / "docker-compose.yml", *DEPLOY.rglob("*.yaml"), *DEPLOY.rglob("*.yml")]
+)
+
+
+@pytest.mark.parametrize("path", YAML_FILES, ids=lambda p: str(p.relative_to(ROOT)))
+def test_no_yaml_file_names_a_key_twice(path):
+    """YAML parsers, docker-compose's and kubectl's too, keep the last of two equal keys
+    silently: the first one's settings are lost without a word."""
+    import yaml
+
+    class UniqueKeys(yaml.SafeLoader):
+        def construct_mapping(self, node, deep=False):
+            keys = [key.value for key, _ in node.value if key.value != "<<"]
+            twice = sorted({key for key in keys if keys.count(key) > 1})
+            assert not twice, f"{path.name} line {node.start_mark.line + 1}: {twice} twice"
+            return super().construct_mapping(node, deep)
+
+    assert list(yaml.load_all(path.read_text(), Loader=UniqueKeys))
+
+
 def test_compose_file_is_valid():
     env = {**os.environ, "UPLOAD_SIGNING_SECRET": "x"}
     run(tool("docker-compose"), "-f", str(ROOT / "docker-compose.yml"), "config", "-q", env=env)
