@@ -61,9 +61,7 @@ def test_every_deployment_has_probes_limits_and_runs_unprivileged():
         assert "allowPrivilegeEscalation: false" in doc, doc[:200]
 
 
-YAML_FILES = sorted(
-    [ROOT / "docker-compose.yml", *DEPLOY.rglob("*.yaml"), *DEPLOY.rglob("*.yml")]
-)
+YAML_FILES = sorted([ROOT / "docker-compose.yml", *DEPLOY.rglob("*.yaml"), *DEPLOY.rglob("*.yml")])
 
 
 @pytest.mark.parametrize("path", YAML_FILES, ids=lambda p: str(p.relative_to(ROOT)))
