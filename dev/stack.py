@@ -175,16 +175,16 @@ class Stack:
         self.wait_ready(timeout)
 
     def create_bucket(self) -> None:
-        from shared.config import S3Settings
+        from shared.config import ServiceSettings
         from shared.storage import Storage
 
-        settings = S3Settings(
+        settings = ServiceSettings(
             s3_endpoint_url=self.layout.s3_url,
             s3_bucket="opencap",
             aws_access_key_id="opencaplocal",
             aws_secret_access_key="opencaplocalsecret",
         )
-        Storage(settings).ensure_bucket()
+        Storage(settings).ensure_bucket(settings.cors_origins)  # the services' own origins
 
     def wait_for(self, url: str, timeout: float) -> None:
         deadline = time.monotonic() + timeout

@@ -79,11 +79,15 @@ def test_uploaded_file_can_be_downloaded(storage, tmp_path):
     assert (tmp_path / "out.json").read_bytes() == b'{"frames": 30}'
 
 
-def test_a_bucket_it_creates_drops_unfinished_multipart_uploads(s3_settings):
+def test_a_bucket_it_creates_drops_unfinished_uploads_and_lets_the_web_app_read(s3_settings):
+    """Known-failures 19: the web app fetches results from the bucket, from its origin."""
     fresh = Storage(s3_settings.model_copy(update={"s3_bucket": f"fresh-{uuid4().hex[:12]}"}))
 
-    fresh.ensure_bucket()
-    fresh.ensure_bucket()  # an existing bucket is left as it is
+    fresh.ensure_bucket(["https://app.example"])
+    fresh.ensure_bucket(["https://other.example"])  # an existing bucket is left as it is
 
     rules = fresh.client.get_bucket_lifecycle_configuration(Bucket=fresh.bucket)["Rules"]
     assert [r["AbortIncompleteMultipartUpload"] for r in rules] == [{"DaysAfterInitiation": 1}]
+    [cors] = fresh.client.get_bucket_cors(Bucket=fresh.bucket)["CORSRules"]
+    assert cors["AllowedOrigins"] == ["https://app.example"]
+    assert (cors["AllowedMethods"], cors["ExposeHeaders"]) == (["GET", "HEAD"], ["ETag"])

@@ -6,6 +6,7 @@ media URLs and breaks on SigV4 query strings (reference: opencap-api §0.5). The
 for the public endpoint, the one clients can reach.
 """
 
+from collections.abc import Sequence
 from typing import IO, Any
 
 import boto3
@@ -39,6 +40,19 @@ ABORT_UNFINISHED = {
 }
 
 
+def cors_rules(origins: Sequence[str]) -> dict:
+    """The bucket's CORS configuration: the web app's origins may read objects (presigned
+    result and video URLs) from the browser, and see their ETag."""
+    rule = {
+        "AllowedMethods": ["GET", "HEAD"],
+        "AllowedOrigins": list(origins),
+        "AllowedHeaders": ["*"],
+        "ExposeHeaders": ["ETag"],
+        "MaxAgeSeconds": 3600,
+    }
+    return {"CORSRules": [rule]}
+
+
 class Storage:
     """Blocking boto3 calls: run them in a thread from async code."""
 
@@ -49,10 +63,11 @@ class Storage:
         public = settings.s3_public_endpoint_url or settings.s3_endpoint_url
         self.presigner = _client(settings, public, "s3")
 
-    def ensure_bucket(self) -> None:
+    def ensure_bucket(self, cors_origins: Sequence[str] = ()) -> None:
         """Create the bucket if it is missing (local runs and tests), with the lifecycle rule
         that drops multipart uploads left unfinished for a day (an upload process killed
-        mid-upload cannot abort its own). An existing bucket is left as it is."""
+        mid-upload cannot abort its own) and, given the web app's origins, the CORS rule
+        that lets it read objects. An existing bucket is left as it is."""
         try:
             self.client.head_bucket(Bucket=self.bucket)
         except ClientError:
@@ -60,6 +75,10 @@ class Storage:
             self.client.put_bucket_lifecycle_configuration(
                 Bucket=self.bucket, LifecycleConfiguration={"Rules": [ABORT_UNFINISHED]}
             )
+            if cors_origins:
+                self.client.put_bucket_cors(
+                    Bucket=self.bucket, CORSConfiguration=cors_rules(cors_origins)
+                )
 
     def put_bytes(self, key: str, data: bytes, content_type: str) -> None:
         self.client.put_object(Bucket=self.bucket, Key=key, Body=data, ContentType=content_type)
