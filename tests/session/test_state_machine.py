@@ -202,16 +202,22 @@ async def test_the_janitor_ends_recordings_older_than_the_timeout(tx, session, s
     assert (row.body["data"]["trial_id"], row.body["data"]["status"]) == (str(stuck.id), "error")
 
 
-async def test_after_the_janitor_the_phones_see_ready(client, tx, session, as_alice, settings):
+async def test_after_the_janitor_the_web_app_sees_the_trial_ended(
+    client, tx, session, as_alice, settings
+):
+    """(The phones' view follows from the `trial.finished` event, in the device service.)"""
     old = utcnow() - timedelta(seconds=settings.recording_timeout_seconds + 1)
     await make_trial(tx, session, "walk", "recording", created_at=old)
 
-    await end_stuck_recordings(tx, settings.recording_timeout_seconds)
+    async def trial_statuses() -> list[str]:
+        response = await client.get(
+            f"/sessions/{session.id}/status/", params={"ret_session": "1"}, headers=as_alice
+        )
+        return [t["status"] for t in response.json()["session"]["trials"]]
 
-    response = await client.get(
-        f"/sessions/{session.id}/status/", params={"ret_session": "1"}, headers=as_alice
-    )
-    assert response.json()["status"] == "ready"
+    assert await trial_statuses() == ["recording"]
+    await end_stuck_recordings(tx, settings.recording_timeout_seconds)
+    assert await trial_statuses() == ["error"]
 
 
 # ── stop (known-failures 32b, c, e) ─────────────────────────────────────────────────
