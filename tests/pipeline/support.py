@@ -175,3 +175,44 @@ def unacknowledged(amqp_url: str, queue: str) -> int:
     ).stdout
     counts = dict(line.split("\t") for line in listed.splitlines() if "\t" in line)
     return int(counts[queue])
+
+
+def _broker_env(expression: str) -> str:
+    done = subprocess.run(
+        ["rabbitmqctl", "-q", "eval", expression],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "LC_ALL": "C.UTF-8"},
+    )
+    return done.stdout.strip()
+
+
+@contextlib.contextmanager
+def short_consumer_timeout(milliseconds: int):
+    """The broker's consumer timeout, shortened for the channels opened meanwhile and
+    checked every 0.2 s (instead of every minute); its settings come back afterwards."""
+    changes = {"consumer_timeout": milliseconds, "channel_tick_interval": 200}
+    before = {key: _broker_env(f"application:get_env(rabbit, {key}).") for key in changes}
+    try:
+        for key, value in changes.items():
+            _broker_env(f"application:set_env(rabbit, {key}, {value}).")
+        yield
+    finally:
+        for key, value in before.items():  # "{ok,60000}", or "undefined"
+            if value.startswith("{ok,"):
+                _broker_env(f"application:set_env(rabbit, {key}, {value[4:-1]}).")
+            else:
+                _broker_env(f"application:unset_env(rabbit, {key}).")
+
+
+async def held_delivery_is_cut(amqp_url: str, within: float = 5.0) -> bool:
+    """Whether the broker closes a channel that holds a delivery unacknowledged."""
+    async with await aio_pika.connect(amqp_url) as connection:
+        channel = await connection.channel()
+        queue = await channel.declare_queue(exclusive=True)
+        await channel.default_exchange.publish(aio_pika.Message(b"held"), routing_key=queue.name)
+        await queue.get(no_ack=False)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(channel.closed(), within)
+        return channel.is_closed

@@ -1,6 +1,7 @@
 """Claims: a worker works on a job only with the session service's yes, acknowledges the job
 at once and keeps its lease with heartbeats; a no drops the job; silence puts it back."""
 
+import asyncio
 import shutil
 import threading
 from uuid import uuid4
@@ -16,7 +17,14 @@ from shared.events import (
     ProcessingHeartbeat,
     ProcessingStarted,
 )
-from tests.pipeline.support import granted, job_with, running, unacknowledged
+from tests.pipeline.support import (
+    granted,
+    held_delivery_is_cut,
+    job_with,
+    running,
+    short_consumer_timeout,
+    unacknowledged,
+)
 
 
 def metric(name: str, **labels: str) -> float:
@@ -65,6 +73,32 @@ async def test_granted_job_is_acked_at_once_and_heartbeats_keep_its_lease(
     assert rest[-1] == ProcessingCompleted(**ids, results=[])
     assert metric("pipeline_jobs_total", outcome="claimed") == claimed_before + 1
     assert metric("pipeline_current_job") == 0
+
+
+@pytest.mark.skipif(not shutil.which("rabbitmqctl"), reason="needs rabbitmqctl")
+async def test_a_job_longer_than_the_brokers_consumer_timeout_runs_once_to_its_end(
+    settings, broker, claims, amqp_url
+):
+    """Known-failures 13: a delivery held unacknowledged past the consumer timeout is cut
+    and redelivered; the worker acknowledges at its claim, so nothing is held."""
+    claims.decide = granted(lease_seconds=1)
+    job = job_with(uuid4(), [])
+    await broker.submit(job)
+    process = Recorder(hold=True)
+
+    with short_consumer_timeout(1000):
+        assert await held_delivery_is_cut(amqp_url)  # the shortened timeout bites
+        async with running(Worker(settings, process)):
+            await broker.report()  # started
+            await asyncio.sleep(3)  # three consumer timeouts into the job
+            process.release.set()
+            final = (await broker.reports_until_final())[-1]
+
+    ids = {"job_id": job.job_id, "trial_id": job.trial_id, "worker": "pytest-worker"}
+    assert final == ProcessingCompleted(**ids, results=[])
+    assert process.calls == [job.job_id]
+    assert await broker.no_more_reports()
+    assert await broker.jobs_waiting() == 0
 
 
 async def test_refused_claim_drops_the_job_unprocessed(settings, broker, claims):
