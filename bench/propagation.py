@@ -219,7 +219,11 @@ def report(delays: dict[str, list[float]], metrics: str, trials: int) -> None:
     print("\nevents reaching the device read model, from their occurrence inside the producer's")
     print("transaction, so including the rest of its request (bucket upper bounds)")
     print(f"{'':34} {'n':>5} {'p50 ms':>9} {'p99 ms':>9} {'<= 50 ms':>9}")
-    print(lag_line(metrics, "trial.started"))
+    kinds = sorted(
+        set(re.findall(r'device_read_model_event_lag_seconds_count\{type="([^"]+)"', metrics))
+    )
+    for kind in kinds:
+        print(lag_line(metrics, kind))
     print(lag_line(metrics, None))
     print("target: event reaches the read model in <= 50 ms p99")
     print(
