@@ -43,13 +43,20 @@ async def create_session(
     public_base: str,
     meta: dict | None = None,
 ) -> Session:
-    """A new session owned by `user`; with `storage`, its QR code (the phones' status URL)."""
+    """A new session owned by `user`; with `storage`, its QR code (the phones' status URL),
+    stored first so that the session and its event are written at the end of the request."""
+    session_id, qrcode_key = uuid4(), None
+    if storage is not None:
+        qrcode_key = f"{session_id}.png"
+        png = qr_png(f"{public_base}/sessions/{session_id}/status/")
+        await asyncio.to_thread(storage.put_bytes, qrcode_key, png, "image/png")
     now = utcnow()
     session = Session(
-        id=uuid4(),
+        id=session_id,
         user_id=user.id,
         meta=meta,
         public=False,
+        qrcode_key=qrcode_key,
         is_mono=False,
         status="init",
         trashed=False,
@@ -58,10 +65,6 @@ async def create_session(
     )
     tx.add(session)
     emit(tx, SessionCreated(session_id=session.id, user_id=user.id, framerate=session.framerate()))
-    if storage is not None:
-        session.qrcode_key = f"{session.id}.png"
-        png = qr_png(f"{public_base}/sessions/{session.id}/status/")
-        await asyncio.to_thread(storage.put_bytes, session.qrcode_key, png, "image/png")
     return session
 
 
