@@ -1,4 +1,5 @@
-"""The gateway's own errors (a service down) reach clients as JSON, in their error shape."""
+"""The gateway's own errors (a service down, a body too large) reach clients as JSON, in
+their error shape."""
 
 import subprocess
 import uuid
@@ -44,3 +45,16 @@ def test_a_service_that_is_down_is_a_json_502(gateway, method, path):
     assert response.status_code == 502
     assert response.headers["content-type"] == "application/json"
     assert response.json() == {"detail": "The service is unavailable. Try again shortly."}
+
+
+@pytest.mark.parametrize(
+    ("path", "size"),
+    [(f"/videos/{uuid.uuid4()}/upload-url/", 100_000), ("/subjects/", 11 * 1024**2)],
+)
+def test_a_body_over_the_routes_limit_is_a_json_413_before_any_service(gateway, path, size):
+    response = httpx.post(f"{gateway}{path}", content=b"x" * size)
+
+    assert response.status_code == 413
+    assert response.headers["content-type"] == "application/json"
+    assert response.json() == {"detail": "Request body too large."}
+    assert response.headers["server"] == "nginx"  # no version

@@ -145,7 +145,9 @@ async def test_presigned_put_never_uploaded_cannot_be_attached(client, tx):
         ({}, 400),
         ({"size": "big"}, 400),
         ({"size": 10, "content_type": "not a type"}, 400),
+        ({"size": 10, "content_type": "text/html"}, 400),  # served as a page from S3
         ({"size": 6 * 1024**3}, 413),
+        ({"size": 10, "padding": "x" * 100_000}, 413),  # not read whole into memory
     ],
 )
 async def test_bad_upload_url_requests_are_refused(client, tx, body, status):

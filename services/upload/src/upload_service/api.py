@@ -5,10 +5,13 @@ The upload target and the PATCH stream request bodies, so they never hold a data
 transaction while bytes flow: they take short ones from `units` instead of `Tx`.
 """
 
-from typing import Annotated, Any
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any, TypeVar
 from uuid import UUID
 
 from fastapi import APIRouter, Depends, Request, Response
+from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel, ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.db import Tx, Units, transactions
@@ -22,6 +25,7 @@ from upload_service.schemas import DirectUploadDone, DirectUploadRequest, video_
 
 router = APIRouter()
 SMALL_BODY = 64 * 1024
+M = TypeVar("M", bound=BaseModel)
 
 
 def units(request: Request) -> Units:
@@ -124,8 +128,26 @@ async def list_videos(request: Request, tx: Tx, trial: str | None = None) -> lis
     return [video_json(video, request.app.state.storage) for video in videos]
 
 
+def small_body(model: type[M]) -> Callable[[Request], Awaitable[M]]:
+    """A JSON body of at most SMALL_BODY bytes, as `model` (FastAPI's own body parameters
+    read the whole body into memory before any check)."""
+
+    async def read(request: Request) -> M:
+        fields = await small_fields(request, SMALL_BODY)
+        try:
+            return model.model_validate(fields)
+        except ValidationError as exc:
+            raise RequestValidationError(exc.errors()) from None
+
+    return read
+
+
+UploadRequest = Annotated[DirectUploadRequest, Depends(small_body(DirectUploadRequest))]
+UploadDone = Annotated[DirectUploadDone, Depends(small_body(DirectUploadDone))]
+
+
 @router.post("/videos/{video_id}/upload-url/")
-async def direct_upload_url(video_id: str, body: DirectUploadRequest, request: Request, tx: Tx):
+async def direct_upload_url(video_id: str, body: UploadRequest, request: Request, tx: Tx):
     await acting(tx, request)
     state = request.app.state
     return await direct.start_direct_upload(
@@ -134,7 +156,7 @@ async def direct_upload_url(video_id: str, body: DirectUploadRequest, request: R
 
 
 @router.post("/videos/{video_id}/upload-url/complete/")
-async def direct_upload_complete(video_id: str, body: DirectUploadDone, request: Request, tx: Tx):
+async def direct_upload_complete(video_id: str, body: UploadDone, request: Request, tx: Tx):
     await acting(tx, request)
     return await direct.complete_direct_upload(
         tx, parse_id(video_id), body, request.app.state.direct
@@ -142,7 +164,7 @@ async def direct_upload_complete(video_id: str, body: DirectUploadDone, request:
 
 
 @router.post("/videos/{video_id}/upload-url/abort/", status_code=204)
-async def direct_upload_abort(video_id: str, body: DirectUploadDone, request: Request, tx: Tx):
+async def direct_upload_abort(video_id: str, body: UploadDone, request: Request, tx: Tx):
     await acting(tx, request)
     await direct.abort_direct_upload(tx, parse_id(video_id), body, request.app.state.direct)
     return Response(status_code=204)
