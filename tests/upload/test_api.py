@@ -240,6 +240,29 @@ async def test_upload_with_the_policy_fields_in_any_order_stores_the_object(
     assert storage.client.get_object(Bucket=storage.bucket, Key=key)["Body"].read() == CONTENT
 
 
+@pytest.mark.parametrize(
+    ("sent", "stored"),
+    [
+        ("video/quicktime", "video/quicktime"),
+        ("image/jpeg", "image/jpeg"),
+        ("application/json", "application/json"),
+        ("text/html", "application/octet-stream"),
+        ("image/svg+xml", "application/octet-stream"),
+        ("application/xhtml+xml", "application/octet-stream"),
+    ],
+)
+async def test_an_object_is_never_stored_as_a_page_or_a_script(client, tx, storage, sent, stored):
+    """What the bucket serves an upload as: a page would run from the bucket's address."""
+    trial = await joined_trial(tx)
+    presigned = await presign(client, trial.session_id)
+
+    response = await client.post("/uploads/", files=form(presigned["fields"], content_type=sent))
+
+    assert response.status_code == 204
+    head = storage.client.head_object(Bucket=storage.bucket, Key=presigned["fields"]["key"])
+    assert head["ContentType"] == stored
+
+
 async def test_upload_with_the_file_before_the_policy_is_400_and_stores_nothing(
     client, tx, storage
 ):

@@ -29,6 +29,8 @@ from upload_service.streaming import ObjectWriter, Streamer
 POLICY_FIELDS = ("key", "policy", "signature")
 SAFE_NAME = re.compile(r"[^A-Za-z0-9._]")
 MIME = re.compile(r"^[\w.+-]+/[\w.+-]+$")
+SERVABLE_PREFIXES = ("video/", "audio/", "image/png", "image/jpeg", "image/gif", "image/webp")
+SERVABLE_TYPES = {"application/json", "application/zip", "text/plain", "text/csv"}
 FORM_OVERHEAD = 1024**2
 UPLOADS = Counter("uploads_total", "Uploads through this service, by outcome", ["outcome"])
 log = structlog.get_logger()
@@ -134,7 +136,13 @@ def _allowed(fields: dict[str, str], settings: Settings) -> policy.Policy:
 
 
 def _content_type(part: FilePart) -> str:
-    return part.content_type if MIME.match(part.content_type) else "application/octet-stream"
+    """The type the object is stored (and later served) with: the part's own if it is a
+    media type or plain data, else `application/octet-stream`, so that nothing uploaded is
+    served as a page or script (HTML, SVG, XML) from the bucket's address."""
+    kind = part.content_type.lower()
+    if MIME.match(kind) and (kind.startswith(SERVABLE_PREFIXES) or kind in SERVABLE_TYPES):
+        return kind
+    return "application/octet-stream"
 
 
 def _progress(units: Units, sessions: list[UUID], settings: Settings) -> Callable:
