@@ -93,6 +93,19 @@ async def client():
         yield client
 
 
+@pytest.mark.parametrize(
+    ("given", "kept"), [("web-7f3a.1", True), ("x" * 4100, False), ("a b\tc", False)]
+)
+async def test_a_request_id_is_echoed_only_if_it_looks_like_one(client, given, kept):
+    """A 4 kB id echoed into the response head made nginx refuse the answer (a 502 after
+    the request had done its work)."""
+    response = await client.get("/search", params={"q": "x"}, headers={"X-Request-ID": given})
+
+    echoed = response.headers["x-request-id"]
+    assert (echoed == given) is kept
+    assert kept or re.fullmatch(r"[0-9a-f]{32}", echoed)
+
+
 async def exchange(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, path: str) -> bytes:
     """One GET on an open HTTP/1.1 connection: the response's head (b"" if it was closed)."""
     try:

@@ -7,6 +7,7 @@ again by whoever consumes them, so one user action can be followed through every
 """
 
 import logging
+import re
 import sys
 import time
 import uuid
@@ -39,10 +40,16 @@ def configure_logging(level: str = "INFO", json: bool = True, service: str = "")
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
-def _header(scope: Scope, name: bytes) -> str | None:
+# A request or correlation id a client sends is kept if it looks like one; anything else
+# (say 4 kB, which would be echoed into a response header nginx refuses) gets a fresh id.
+GIVEN_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+
+
+def _given_id(scope: Scope, name: bytes) -> str | None:
     for key, value in scope.get("headers", []):
         if key == name:
-            return value.decode("latin-1")
+            text = value.decode("latin-1")
+            return text if GIVEN_ID.fullmatch(text) else None
     return None
 
 
@@ -64,8 +71,8 @@ class RequestContextMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        request_id = _header(scope, b"x-request-id") or uuid.uuid4().hex
-        correlation_id = _header(scope, b"x-correlation-id") or request_id
+        request_id = _given_id(scope, b"x-request-id") or uuid.uuid4().hex
+        correlation_id = _given_id(scope, b"x-correlation-id") or request_id
         status = 500
         started = time.perf_counter()
 
