@@ -94,8 +94,11 @@ def own_account(ok: int = 200) -> dict[str, Cells]:
 
 
 def readable(ok: int = 200, anonymous_private: int = 401) -> dict[str, Cells]:
-    """Read by the owner (even unverified), backend, admin; anyone if the session is public."""
-    private = cells(ok, other=404, anonymous=anonymous_private, bad_token=403)
+    """Read by the verified owner, backend, admin; anyone if the session is public. The
+    owner not past the e-mail code step reads as the anonymous do."""
+    private = cells(
+        ok, other=404, anonymous=anonymous_private, unverified=anonymous_private, bad_token=403
+    )
     return {"private": private, "public": cells(ok, bad_token=403)}
 
 

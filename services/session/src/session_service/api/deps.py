@@ -35,12 +35,24 @@ async def current_user(user: Annotated[User | None, Depends(optional_user)]) -> 
     return user
 
 
-async def verified_user(request: Request, user: Annotated[User, Depends(current_user)]) -> User:
-    """A caller past the e-mail code step (the pipeline's and admins' tokens always are)."""
+def _verified(request: Request, user: User) -> bool:
+    """Past the e-mail code step (the pipeline's and admins' tokens always are)."""
     settings: Settings = request.app.state.settings
-    if user.otp_verified or settings.otp_auto_pass or user.in_group("admin", "backend"):
+    return user.otp_verified or settings.otp_auto_pass or user.in_group("admin", "backend")
+
+
+async def verified_user(request: Request, user: Annotated[User, Depends(current_user)]) -> User:
+    if _verified(request, user):
         return user
     raise Forbidden(NO_PERMISSION)
+
+
+async def reader(
+    request: Request, user: Annotated[User | None, Depends(optional_user)]
+) -> User | None:
+    """Who reads a session or trial. A caller not past the e-mail code step reads as the
+    anonymous do (public sessions only): a password alone opens nothing private."""
+    return user if user is None or _verified(request, user) else None
 
 
 async def refuse_nul(request: Request) -> None:
@@ -57,7 +69,7 @@ async def refuse_nul(request: Request) -> None:
         raise Invalid("Text cannot contain NUL characters.", field="non_field_errors")
 
 
-OptionalUser = Annotated[User | None, Depends(optional_user)]
+Reader = Annotated[User | None, Depends(reader)]
 CurrentUser = Annotated[User, Depends(current_user)]
 VerifiedUser = Annotated[User, Depends(verified_user)]
 

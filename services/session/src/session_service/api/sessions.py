@@ -7,7 +7,7 @@ from fastapi import APIRouter, Request, Response
 from session_service import listing, metadata, sessions, trials
 from session_service.api.deps import (
     NO_PERMISSION,
-    OptionalUser,
+    Reader,
     VerifiedUser,
     parse_id,
     session_view,
@@ -78,7 +78,7 @@ async def _owned(tx: Tx, session_id: str, user: User | None) -> Session:
 
 
 @router.get("/{session_id}/")
-async def read_session(session_id: str, tx: Tx, request: Request, user: OptionalUser) -> dict:
+async def read_session(session_id: str, tx: Tx, request: Request, user: Reader) -> dict:
     session = await sessions.get_session(tx, parse_id(session_id), user)
     owner_view = sessions.can_write(session, user)
     return await session_view(tx, request, session, owner_view=owner_view)
@@ -111,7 +111,7 @@ async def delete_session(session_id: str, tx: Tx, user: VerifiedUser) -> Respons
 
 
 @router.get("/{session_id}/status/")
-async def status(session_id: str, tx: Tx, request: Request, user: OptionalUser) -> dict:
+async def status(session_id: str, tx: Tx, request: Request, user: Reader) -> dict:
     """The phones' status as the web app reads it with `?ret_session=true` (the gateway
     sends those here; phones, with a device_id, go to the device service)."""
     session = await sessions.get_session(tx, parse_id(session_id), user)
@@ -193,23 +193,23 @@ def _media(request: Request, result: Result) -> str:
 
 
 @router.get("/{session_id}/calibration_img/")
-async def calibration_img(session_id: str, tx: Tx, request: Request, user: OptionalUser) -> dict:
+async def calibration_img(session_id: str, tx: Tx, request: Request, user: Reader) -> dict:
     return await _capture(session_id, "calibration", tx, request, user)
 
 
 @router.get("/{session_id}/neutral_img/")
-async def neutral_img(session_id: str, tx: Tx, request: Request, user: OptionalUser) -> dict:
+async def neutral_img(session_id: str, tx: Tx, request: Request, user: Reader) -> dict:
     return await _capture(session_id, "neutral", tx, request, user)
 
 
 @router.get("/{session_id}/get_n_calibrated_cameras/")
-async def n_calibrated(session_id: str, tx: Tx, user: OptionalUser) -> dict:
+async def n_calibrated(session_id: str, tx: Tx, user: Reader) -> dict:
     session = await sessions.get_session(tx, parse_id(session_id), user)
     return {"error_message": "", "data": await sessions.n_calibrated_cameras(tx, session)}
 
 
 @router.get("/{session_id}/get_session_settings/")
-async def session_settings(session_id: str, tx: Tx, user: OptionalUser) -> dict:
+async def session_settings(session_id: str, tx: Tx, user: Reader) -> dict:
     session = await sessions.get_session(tx, parse_id(session_id), user)
     return {"framerates": await sessions.session_framerates(tx, session)}
 
@@ -257,7 +257,7 @@ async def _set_flag(tx: Tx, session_id: str, flag: str, request: Request, user: 
 
 
 @router.get("/{session_id}/get_session_permission/")
-async def session_permission(session_id: str, tx: Tx, user: OptionalUser) -> dict:
+async def session_permission(session_id: str, tx: Tx, user: Reader) -> dict:
     session = await sessions.get_session(tx, parse_id(session_id), user)
     owner = user is not None and user.id == session.user_id
     admin = user is not None and user.in_group("admin")

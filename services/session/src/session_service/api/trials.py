@@ -10,7 +10,7 @@ from sqlalchemy import func, select
 from session_service import processing, sessions, trials
 from session_service.api.deps import (
     NO_PERMISSION,
-    OptionalUser,
+    Reader,
     VerifiedUser,
     parse_id,
     settings,
@@ -92,7 +92,7 @@ async def trials_with_status(tx: Tx, request: Request, user: VerifiedUser) -> di
 
 
 @router.get("/trials/{trial_id}/")
-async def read_trial(trial_id: str, tx: Tx, request: Request, user: OptionalUser) -> dict:
+async def read_trial(trial_id: str, tx: Tx, request: Request, user: Reader) -> dict:
     trial = await trials.get_trial(tx, parse_id(trial_id), user)
     session = await tx.get(Session, trial.session_id)
     owner_view = sessions.can_write(session, user)
