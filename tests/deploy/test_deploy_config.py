@@ -127,3 +127,27 @@ def test_local_gateway_configuration_passes_nginx_checks():
     conf = stack.layout.run_dir / "nginx" / "nginx.conf"
 
     run(tool("nginx"), "-t", "-p", str(conf.parent), "-c", str(conf))
+
+
+@pytest.mark.parametrize("name", ["compose.conf", "k8s.conf"])
+def test_container_gateway_configurations_pass_nginx_checks(name, tmp_path):
+    """The compose and Kubernetes gateway files (each a conf.d file of the nginx image), in
+    an `http` block as the image has it, with their services and paths made local."""
+    from dev.certs import CERTS, ensure
+
+    ensure(CERTS)
+    text = (DEPLOY / "nginx" / name).read_text()
+    text = re.sub(r"server [a-z]+-api:8000", "server 127.0.0.1:8000", text)
+    text = text.replace("/etc/nginx/opencap/routes.conf", str(DEPLOY / "nginx" / "routes.conf"))
+    text = text.replace("/etc/nginx/certs", str(CERTS))
+    (tmp_path / "default.conf").write_text(text)
+    temp = " ".join(
+        f"{kind}_temp_path {tmp_path / kind};"
+        for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+    )
+    (tmp_path / "nginx.conf").write_text(
+        f"pid {tmp_path}/nginx.pid; error_log {tmp_path}/error.log; events {{}}\n"
+        f"http {{ access_log off; {temp} include {tmp_path}/default.conf; }}\n"
+    )
+
+    run(tool("nginx"), "-t", "-p", str(tmp_path), "-c", str(tmp_path / "nginx.conf"))

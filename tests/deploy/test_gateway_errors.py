@@ -58,3 +58,19 @@ def test_a_body_over_the_routes_limit_is_a_json_413_before_any_service(gateway, 
     assert response.headers["content-type"] == "application/json"
     assert response.json() == {"detail": "Request body too large."}
     assert response.headers["server"] == "nginx"  # no version
+
+
+def test_account_routes_are_limited_per_client_address(gateway):
+    """Password and code guesses: 30 at once, then 30 a minute per address (the machine's
+    own 127.0.0.1, where the demo and tests run, is not limited)."""
+    elsewhere = httpx.Client(transport=httpx.HTTPTransport(local_address="127.0.0.31"))
+    with elsewhere, httpx.Client() as here:
+        guesses = [elsewhere.post(f"{gateway}/login/", json={}) for _ in range(40)]
+        local = [here.post(f"{gateway}/verify/", json={}).status_code for _ in range(40)]
+
+    assert [r.status_code for r in guesses[:30]] == [502] * 30  # through to the (down) service
+    assert [r.status_code for r in guesses[-5:]] == [429] * 5
+    assert guesses[-1].json() == {
+        "detail": "Too many requests from this address. Try again in a minute."
+    }
+    assert set(local) == {502}
