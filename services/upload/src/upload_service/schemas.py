@@ -67,7 +67,9 @@ class DirectUploadRequest(BaseModel):
     """`POST /videos/{id}/upload-url/`: the size of the file a new client will upload."""
 
     size: int = Field(gt=0)
-    content_type: str = Field(default="video/quicktime", max_length=128, pattern=r"^video/[\w.+-]+$")
+    content_type: str = Field(
+        default="video/quicktime", max_length=128, pattern=r"^video/[\w.+-]+$"
+    )
 
 
 class UploadedPart(BaseModel):
