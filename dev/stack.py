@@ -47,6 +47,7 @@ class Stack:
             "SMTP_HOST": "127.0.0.1",
             "SMTP_PORT": str(self.layout.smtp_port),
             "SMTP_STARTTLS": "false",
+            "METRICS_HOST": "127.0.0.1",  # workers' metrics: this machine only
         }
         if service:
             env |= {

@@ -98,6 +98,7 @@ class PipelineSettings(S3Settings):
     poll_seconds: float = 0.5  # wait before looking again when every queue is empty
     claim_timeout_seconds: float = 5.0  # wait for the session service's answer to a claim
     claim_attempts: int = 3  # tries before the job goes back to its queue
+    metrics_host: str = "0.0.0.0"
     metrics_port: int = 9100  # Prometheus endpoint, up once connected (0: none)
     # The reference worker runs this command line on each job instead of its own processing
     # (`command.py`); its time limit in seconds (0: none).
@@ -132,7 +133,7 @@ class Worker:
                 channel, self.settings.claim_timeout_seconds, self.settings.claim_attempts
             ).open(self.settings.worker_name)
             if self.settings.metrics_port:  # up once connected: it tells readiness too
-                start_http_server(self.settings.metrics_port, addr="0.0.0.0")
+                start_http_server(self.settings.metrics_port, addr=self.settings.metrics_host)
             with stop_on_signals(self.stopping):
                 log.info("pipeline_worker_started", worker=self.settings.worker_name)
                 await self._take_jobs()

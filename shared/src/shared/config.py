@@ -36,7 +36,9 @@ class ServiceSettings(S3Settings):
     cors_origins: list[str] = ["http://localhost:8080", "http://127.0.0.1:8080"]
     log_level: str = "INFO"
     log_json: bool = True
-    # Port of the worker process's Prometheus endpoint (the API serves /metrics itself).
+    # Address and port of the worker process's Prometheus endpoint (the API serves /metrics
+    # itself); every interface in a container, loopback for local runs.
+    metrics_host: str = "0.0.0.0"
     metrics_port: int = 9100
     # Consumer retries before a message goes to the dead-letter queue, and the first delay.
     consumer_max_attempts: int = 5

@@ -44,7 +44,7 @@ async def run_worker(
     """Run until SIGTERM/SIGINT. `declare(channel)` adds topology the service publishes to;
     `periodic` jobs run every so many seconds; `servers` run alongside the consumer."""
     configure_logging(settings.log_level, settings.log_json, f"{settings.service_name}-worker")
-    start_http_server(settings.metrics_port, addr="0.0.0.0")
+    start_http_server(settings.metrics_port, addr=settings.metrics_host)
     engine = create_engine(settings.database_url, pool_size=5)
     db = create_sessionmaker(engine)
     connection = await connect(settings.amqp_url)
