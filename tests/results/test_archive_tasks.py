@@ -13,12 +13,14 @@ from results_service.models import Archive
 from results_service.zipstream import MultipartUpload
 from shared.config import S3Settings
 from shared.db import utcnow
+from shared.events import SessionUpdated
 from shared.storage import Storage
 from tests.results.conftest import (
     BACKEND_ID,
     OTHER_ID,
     OWNER_ID,
     caller,
+    deliver,
     in_savepoints,
     session_of,
 )
@@ -63,6 +65,38 @@ async def test_unknown_sessions_are_404(client, tx, handlers, session_id):
     owner = await caller(tx, handlers, OWNER_ID)
 
     assert (await ask(client, session_id, owner)).status_code == 404
+
+
+@pytest.mark.parametrize(
+    ("who", "status"),
+    [("owner", 202), ("backend", 202), ("other", 404), ("anonymous", 404)],
+)
+async def test_a_users_archive_is_polled_by_that_user_only(client, tx, handlers, who, status):
+    """The task id alone is no key to someone's archive (it also stands in access logs)."""
+    session_id = await session_of(tx, handlers, OWNER_ID)
+    owner = await caller(tx, handlers, OWNER_ID)
+    users = {"owner": owner, "backend": await caller(tx, handlers, BACKEND_ID, ("backend",))}
+    users["other"] = await caller(tx, handlers, OTHER_ID)
+    task_id = (await ask(client, session_id, owner)).json()["task_id"]
+
+    response = await client.get(f"/logs/{task_id}/on-ready/", headers=users.get(who, {}))
+
+    assert response.status_code == status
+
+
+async def test_an_archive_asked_for_anonymously_closes_when_its_session_does(
+    client, tx, handlers
+):
+    session_id = await session_of(tx, handlers, OWNER_ID, public=True)
+    owner = await caller(tx, handlers, OWNER_ID)
+    task_id = (await ask(client, session_id)).json()["task_id"]
+    poll = f"/logs/{task_id}/on-ready/"
+    assert (await client.get(poll)).status_code == 202
+
+    await deliver(tx, handlers, SessionUpdated(session_id=session_id, public=False))
+
+    assert (await client.get(poll)).status_code == 401
+    assert (await client.get(poll, headers=owner)).status_code == 202
 
 
 @pytest.mark.parametrize("task_id", ["not-a-task", "7a5c0000-0000-4000-8000-000000000000"])

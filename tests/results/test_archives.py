@@ -154,9 +154,10 @@ async def download(client, tx, storage, settings, session_id, headers) -> zipfil
     """Ask for the archive, let the worker build it, poll until ready; the zip from S3."""
     asked = await client.get(f"/sessions/{session_id}/async-download/", headers=headers)
     task_id = asked.json()["task_id"]
-    assert (await client.get(f"/logs/{task_id}/on-ready/")).status_code == 202
+    poll = f"/logs/{task_id}/on-ready/"
+    assert (await client.get(poll, headers=headers)).status_code == 202
     assert await archives.build_next(in_savepoints(tx), storage, settings)
-    ready = await client.get(f"/logs/{task_id}/on-ready/")
+    ready = await client.get(poll, headers=headers)
     assert ready.status_code == 200, ready.text
     async with httpx.AsyncClient() as s3:
         body = (await s3.get(ready.json()["url"])).content

@@ -113,15 +113,21 @@ async def archive_url(
     storage: Storage,
     caller: Callable[[], Awaitable[Caller | None]],
 ) -> str | None:
-    """The ready archive's download URL; None while it is being built. The user who asked
-    for it polls it only past the e-mail code step (`caller` is asked only then)."""
+    """The ready archive's download URL; None while it is being built. A user's archive is
+    polled by that user only (past the e-mail code step), or by an admin; one asked for
+    anonymously, by anyone while its session is still public (or the caller may download
+    it). The task id alone opens nothing else."""
     task = await tx.get(Archive, task_id)
     if task is None:
         raise NotFound()
+    polling = await caller()
     if task.user_id is not None:
-        polling = await caller()
-        if polling is not None and polling.user_id == task.user_id and not polling.may_act:
+        if polling is None or not (polling.privileged or polling.user_id == task.user_id):
+            raise NotFound()
+        if not polling.may_act:
             raise Forbidden(NO_PERMISSION)
+    elif task.session_id is not None:
+        await downloadable_session(tx, polling, task.session_id)
     if task.status == "failed":
         raise Gone(FAILED)
     if task.status != "ready" or task.key is None:
