@@ -8,8 +8,10 @@ from uuid import uuid4
 import pytest
 from sqlalchemy import select
 
+from device_service import live
 from device_service.live import phone_tag, session_stream
 from device_service.models import KnownSession
+from device_service.service import require_watcher
 from shared.db import utcnow
 from shared.events import (
     SessionCreated,
@@ -18,6 +20,7 @@ from shared.events import (
     TrialStarted,
     VideoUploaded,
 )
+from shared.identity import Caller
 from tests.device.conftest import (
     OWNER_ID,
     create_session,
@@ -328,6 +331,39 @@ async def test_the_stream_ends_when_the_session_is_deleted(app, tx, read_model):
     await next_event(stream)
 
     await deliver(tx, SessionDeleted(session_id=session_id), read_model)
+
+    with pytest.raises(StopAsyncIteration):
+        await asyncio.wait_for(anext(stream), 5)
+
+
+async def test_a_public_sessions_watchers_are_told_apart_from_its_owner(tx, read_model):
+    session_id = await create_session(tx, read_model=read_model)
+    await deliver(tx, SessionUpdated(session_id=session_id, public=True), read_model)
+
+    assert await require_watcher(tx, None, session_id) is True  # watching as the public
+    assert await require_watcher(tx, Caller(user_id=3), session_id) is True
+    assert await require_watcher(tx, Caller(user_id=OWNER_ID), session_id) is False
+
+
+async def test_a_stream_open_as_the_public_ends_when_the_session_is_private_again(
+    app, tx, read_model, monkeypatch
+):
+    monkeypatch.setattr(live, "RECHECK_SECONDS", 0.0)
+    session_id = await create_session(tx, read_model=read_model)
+    view = await read_model.session_for_poll(session_id)
+    public = True
+
+    async def still_public() -> bool:
+        return public
+
+    stream = session_stream(app.state.poll, view, connected_seconds=5, allowed=still_public)
+    await asyncio.wait_for(anext(stream), 5)
+    await next_event(stream)
+    public = False
+    started = TrialStarted(
+        trial_id=uuid4(), session_id=session_id, name="walk", created_at=utcnow()
+    )
+    await deliver(tx, started, read_model)
 
     with pytest.raises(StopAsyncIteration):
         await asyncio.wait_for(anext(stream), 5)

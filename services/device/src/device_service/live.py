@@ -15,7 +15,7 @@ import hashlib
 import json
 import math
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 from uuid import UUID
 
@@ -25,6 +25,7 @@ from device_service.views import SessionView, until_set
 TAG_LENGTH = 6  # hex digits
 HEARTBEAT_SECONDS = 15.0
 TICK_SECONDS = 1.0  # presence (last poll) changes without waking anyone: look this often
+RECHECK_SECONDS = 5.0  # a stream open because the session is public: is it still?
 
 
 def iso(at: float | None) -> str | None:
@@ -85,15 +86,23 @@ def sse(event: str, body: bytes, event_id: str | None = None) -> bytes:
 
 
 async def session_stream(
-    poll: StatusPoll, view: SessionView, connected_seconds: float
+    poll: StatusPoll,
+    view: SessionView,
+    connected_seconds: float,
+    allowed: Callable[[], Awaitable[bool]] | None = None,
 ) -> AsyncIterator[bytes]:
     """`status` (the web app's status answer) and `devices` events, each when it changes;
-    it ends when the session is deleted (reconnecting then finds a 404)."""
+    it ends when the session is deleted, or when `allowed` (asked every few seconds) says
+    the watcher may no longer watch (reconnecting then finds a 404 or a 401)."""
     loop = asyncio.get_running_loop()
     yield b"retry: 1000\n\n"
     sent: dict[str, bytes] = {}
-    quiet_since = loop.time()
+    quiet_since = checked = loop.time()
     while not view.deleted:
+        if allowed is not None and loop.time() - checked >= RECHECK_SECONDS:
+            if not await allowed():
+                return
+            checked = loop.time()
         changed, out = view.changed, []
         current = {
             "status": poll.render(view, None),

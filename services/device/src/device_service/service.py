@@ -7,7 +7,7 @@ from uuid import UUID, uuid4
 
 from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from device_service.models import KnownSession, KnownTrial, Outbox, VideoSlot
 from shared.db import utcnow
@@ -38,24 +38,35 @@ async def session_deleted(tx: AsyncSession, session_id: UUID, lock: bool = False
     return (await tx.execute(stmt)).scalar_one_or_none() is not None
 
 
-async def require_watcher(tx: AsyncSession, caller: Caller | None, session_id: UUID) -> None:
+async def require_watcher(tx: AsyncSession, caller: Caller | None, session_id: UUID) -> bool:
     """The phones of a session are for its owner to watch (past the e-mail code step), or
     an admin; anyone's if the session is public. Others learn nothing, not even that the
-    session exists."""
+    session exists. True if the caller watches only because the session is public."""
     stmt = select(KnownSession.owner_id, KnownSession.public).where(
         KnownSession.id == session_id, KnownSession.deleted_at.is_(None)
     )
     session = (await tx.execute(stmt)).first()
     if session is None:
         raise NotFound()
+    owns = caller is not None and (caller.privileged or caller.user_id == session.owner_id)
+    if owns and caller.may_act:
+        return False
     if session.public:
-        return
+        return True
     if caller is None:
         raise NotAuthenticated("Authentication credentials were not provided.")
     if not caller.may_act:
         raise Forbidden("You do not have permission to perform this action.")
     if not (caller.privileged or caller.user_id == session.owner_id):
         raise NotFound()
+
+
+async def still_public(db: async_sessionmaker[AsyncSession], session_id: UUID) -> bool:
+    async with db() as tx:
+        stmt = select(KnownSession.public).where(
+            KnownSession.id == session_id, KnownSession.deleted_at.is_(None)
+        )
+        return bool(await tx.scalar(stmt))
 
 
 async def trial_slots(tx: AsyncSession, trial_id: UUID) -> list[VideoSlot]:
