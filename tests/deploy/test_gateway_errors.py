@@ -45,6 +45,7 @@ def test_a_service_that_is_down_is_a_json_502(gateway, method, path):
     assert response.status_code == 502
     assert response.headers["content-type"] == "application/json"
     assert response.json() == {"detail": "The service is unavailable. Try again shortly."}
+    assert response.headers["x-content-type-options"] == "nosniff"
 
 
 @pytest.mark.parametrize(
