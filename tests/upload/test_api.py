@@ -5,6 +5,7 @@
 import base64
 import re
 from datetime import datetime, timedelta
+from ipaddress import IPv4Network
 from uuid import uuid4
 
 import pytest
@@ -182,6 +183,27 @@ async def test_anonymous_result_presigns_can_be_turned_off(settings, tx):
         response = await client.get("/sessions/null/get_presigned_url/")
 
     assert response.status_code == 403
+
+
+@pytest.mark.parametrize(
+    ("forwarded", "status"),
+    [
+        ("10.1.2.3", 200),
+        ("192.0.2.7, 10.1.2.3", 200),  # the gateway's entry is the last one
+        ("10.1.2.3, 192.0.2.7", 403),  # a client claiming to be inside
+        ("", 403),  # straight from this machine (127.0.0.1)
+        ("not-an-address", 403),
+    ],
+)
+async def test_anonymous_result_presigns_can_be_kept_to_the_pipelines_network(
+    settings, tx, forwarded, status
+):
+    inside = settings.model_copy(update={"result_presign_networks": [IPv4Network("10.0.0.0/8")]})
+    headers = {"X-Forwarded-For": forwarded} if forwarded else {}
+    async with client_for(create_app(inside), tx) as client:
+        response = await client.get("/sessions/null/get_presigned_url/", headers=headers)
+
+    assert response.status_code == status
 
 
 async def test_presign_has_exactly_the_fields_the_phones_decode(client, tx):

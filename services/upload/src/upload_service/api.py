@@ -6,6 +6,7 @@ transaction while bytes flow: they take short ones from `units` instead of `Tx`.
 """
 
 from collections.abc import Awaitable, Callable
+from ipaddress import ip_address
 from typing import Annotated, Any, TypeVar
 from uuid import UUID
 
@@ -61,13 +62,28 @@ async def get_presigned_url(session_id: str, request: Request, tx: Tx) -> dict:
     if session_id != "null":
         return await service.presign(tx, parse_id(session_id), settings)
     found = await who(tx, request)
-    if (found is None and not settings.anonymous_result_presign) or (
-        found is not None and not found.privileged
-    ):
+    anonymous_allowed = settings.anonymous_result_presign and _from_pipeline_network(request)
+    if (found is None and not anonymous_allowed) or (found is not None and not found.privileged):
         raise Forbidden("Only the processing pipeline uploads result files.")
     fields = await read_fields(request)
     name = fields.get("fileName") or request.query_params.get("fileName")
     return await service.presign_result(tx, name, settings)
+
+
+def _from_pipeline_network(request: Request) -> bool:
+    """Whether the caller's address is in `result_presign_networks` (if any are given): the
+    address the gateway saw, the last X-Forwarded-For entry (the ones before it are the
+    client's own words), else the connection's."""
+    networks = request.app.state.settings.result_presign_networks
+    if not networks:
+        return True
+    forwarded = request.headers.get("x-forwarded-for", "")
+    host = forwarded.split(",")[-1].strip() or (request.client.host if request.client else "")
+    try:
+        address = ip_address(host)
+    except ValueError:
+        return False
+    return any(address in network for network in networks)
 
 
 @router.post("/uploads/", status_code=204)

@@ -1,6 +1,7 @@
 """Settings of the upload service."""
 
 import secrets
+from ipaddress import IPv4Network, IPv6Network
 
 from pydantic import Field
 
@@ -29,6 +30,9 @@ class Settings(ServiceSettings):
     # is turned off (once every worker uses the SDK, which needs no presign). A caller who
     # does send a token must be in the backend or admin group. Keys are made here.
     anonymous_result_presign: bool = True
+    # ... and, if any are given, only from these networks (where the GPU workers run), e.g.
+    # RESULT_PRESIGN_NETWORKS='["10.0.0.0/8"]': the address is the one the gateway saw.
+    result_presign_networks: list[IPv4Network | IPv6Network] = []
     max_result_bytes: int = 2 * 1024**3
     # Streaming into S3: parts of this size (>= 5 MiB), taken from a pool of this many
     # buffers shared by all uploads of the process (memory bound: 4 x 6 MiB = 24 MiB),
