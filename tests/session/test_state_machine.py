@@ -328,7 +328,8 @@ async def test_cancelling_a_trial_that_already_failed_is_a_harmless_repeat(
 async def test_a_late_cancel_is_a_conflict_and_changes_nothing(
     client, tx, session, as_alice, status
 ):
-    trial = await make_trial(tx, session, "walk", status)
+    """Once every video is in (the trial is queued), the trial goes on."""
+    trial = await make_trial(tx, session, "walk", status, queued_at=utcnow())
     for _ in range(2):
         await make_video(tx, trial, "in.mov")
 

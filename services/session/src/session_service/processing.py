@@ -143,7 +143,8 @@ async def dequeue(
     trial.claim(worker, utcnow(), timedelta(seconds=settings.legacy_lease_seconds))
     trial.server = worker[:64]
     # The session's row is locked by record/stop/cancel, which then lock its latest trial:
-    # waiting for it while holding the trial could deadlock, and its `server` can wait.
+    # waiting for it while holding the trial could deadlock, so if it is busy the session
+    # keeps no `server` (a note for operators; the trial has its own).
     busy = select(Session).where(Session.id == trial.session_id).with_for_update(skip_locked=True)
     session = (await tx.scalars(busy)).first()
     if session is not None and not session.server:

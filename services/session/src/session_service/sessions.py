@@ -105,15 +105,17 @@ async def latest_trial(
 ) -> Trial | None:
     """The session's latest trial (of that name). `lock=True`, for record, stop and cancel,
     locks the session's row first, so that these run one at a time per session (two
-    `record`s at once would otherwise both start a trial), then the trial's row."""
+    `record`s at once would otherwise both start a trial), then the trial's row. (FOR NO
+    KEY UPDATE: rows that merely refer to them, a video's, are not held up.)"""
     if lock:
-        await tx.execute(select(Session.id).where(Session.id == session_id).with_for_update())
+        this_session = select(Session.id).where(Session.id == session_id)
+        await tx.execute(this_session.with_for_update(key_share=True))
     stmt = select(Trial).where(Trial.session_id == session_id)
     if name is not None:
         stmt = stmt.where(Trial.name == name)
     stmt = stmt.order_by(Trial.created_at.desc()).limit(1)
     if lock:
-        stmt = stmt.with_for_update()
+        stmt = stmt.with_for_update(key_share=True)
     return (await tx.scalars(stmt)).first()
 
 

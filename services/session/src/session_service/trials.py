@@ -90,14 +90,13 @@ async def stop_trial(tx: AsyncSession, session: Session) -> Trial:
 async def cancel_trial(tx: AsyncSession, session: Session) -> dict:
     """Cancel the latest trial while it records or waits for uploads; later, a 409.
 
-    A stopped trial with no video slot yet (its camera set is not known, or no phone
-    joined: the web app's stop + cancel when cameras are missing) has uploads outstanding."""
+    A stopped trial waits for uploads until the upload service says every video is in
+    (the trial is then queued), also when no phone joined at all: the web app's stop +
+    cancel when cameras are missing."""
     trial = await latest_trial(tx, session.id, lock=True)
     if trial is None:
         return {"status": "noTrials"}
-    videos, _ = await trial_media(tx, trial.id)
-    outstanding = not videos or any(v.key is None for v in videos)
-    if cancelled := trial.cancel(utcnow(), outstanding):
+    if cancelled := trial.cancel(utcnow(), uploads_outstanding=trial.queued_at is None):
         emit(tx, cancelled)
     return {"status": "error"}
 
