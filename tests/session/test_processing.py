@@ -164,22 +164,28 @@ class TestLapsedLeases:
         assert trial.status == "processing"
 
 
-class TestUnclaimedJobs:
+class TestLostJobs:
     """Known-failures 15: a job lost in the broker must not leave its trial waiting."""
 
-    async def test_a_job_unclaimed_for_long_is_sent_again_once_with_the_same_id(
+    EMPTY = {"processing.dynamic", "processing.setup", "processing.mono"}
+
+    @staticmethod
+    def sent_long_ago(settings, *trials) -> None:
+        for trial in trials:
+            trial.job_sent_at = utcnow() - timedelta(seconds=settings.resend_unclaimed_seconds + 1)
+
+    async def test_an_unclaimed_job_its_queue_no_longer_holds_is_sent_again_with_its_id(
         self, tx, alice, settings
     ):
         trial = await stopped_trial(tx, alice)
         fresh = await stopped_trial(tx, alice, "run")
         claimed = await stopped_trial(tx, alice, "jump")
         await processing.claim(tx, request_for(claimed), settings)
-        long_ago = utcnow() - timedelta(seconds=settings.resend_unclaimed_seconds + 1)
-        trial.job_sent_at = claimed.job_sent_at = long_ago
+        self.sent_long_ago(settings, trial, claimed)
         before = await jobs(tx)
 
-        assert await processing.resend_unclaimed(tx, settings) == 1
-        assert await processing.resend_unclaimed(tx, settings) == 0
+        assert await processing.resend_lost_jobs(tx, settings, self.EMPTY) == 1
+        assert await processing.resend_lost_jobs(tx, settings, self.EMPTY) == 0  # sent now
 
         [again] = [j for j in await jobs(tx) if j not in before]
         first = next(j for j in before if j.body["data"]["trial_id"] == str(trial.id))
@@ -187,8 +193,38 @@ class TestUnclaimedJobs:
         assert again.body["data"]["job_id"] == str(trial.job_id)
         assert again.body["data"]["videos"] == first.body["data"]["videos"]
         assert again.body["data"]["videos"]
-        assert (trial.status, trial.queued_at < trial.job_sent_at) == ("stopped", True)
+        assert (trial.status, trial.job_resends, trial.queued_at < trial.job_sent_at) == (
+            "stopped",
+            1,
+            True,
+        )
         assert (fresh.status, claimed.status) == ("stopped", "processing")
+
+    async def test_a_job_still_waiting_in_its_queue_is_left_there(self, tx, alice, settings):
+        """A backlog: its queue holds jobs, so this one may just be waiting its turn."""
+        trial = await stopped_trial(tx, alice)
+        self.sent_long_ago(settings, trial)
+        before = await jobs(tx)
+
+        busy = self.EMPTY - {"processing.dynamic"}
+        assert await processing.resend_lost_jobs(tx, settings, busy) == 0
+
+        assert await jobs(tx) == before
+
+    async def test_a_job_lost_every_time_fails_its_trial_after_the_last_resend(
+        self, tx, alice, settings
+    ):
+        trial = await stopped_trial(tx, alice)
+        for _ in range(settings.max_job_resends):
+            self.sent_long_ago(settings, trial)
+            assert await processing.resend_lost_jobs(tx, settings, self.EMPTY) == 1
+        assert trial.status == "stopped"
+
+        self.sent_long_ago(settings, trial)
+        assert await processing.resend_lost_jobs(tx, settings, self.EMPTY) == 1
+
+        assert (trial.status, trial.meta["error_msg"]) == ("error", processing.NEVER_TAKEN)
+        assert len(await jobs(tx)) == 1 + settings.max_job_resends
 
 
 class TestCompletion:

@@ -18,7 +18,10 @@ depends_on: str | Sequence[str] | None = None
 
 def upgrade() -> None:
     op.add_column("trials", sa.Column("job_sent_at", sa.DateTime(timezone=True), nullable=True))
-    op.execute("UPDATE trials SET job_sent_at = queued_at WHERE queued_at IS NOT NULL")
+    op.execute(
+        "UPDATE trials SET job_sent_at = queued_at"
+        " WHERE queued_at IS NOT NULL AND status IN ('stopped', 'reprocess')"
+    )
 
 
 def downgrade() -> None:

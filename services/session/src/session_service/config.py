@@ -40,8 +40,10 @@ class Settings(ServiceSettings):
     processing_lease_seconds: int = 120
     legacy_lease_seconds: int = 4 * 3600
     processing_max_attempts: int = 3
-    # A job nobody claimed this long after it was sent is sent again (a message lost or
-    # dead-lettered in the broker must not leave its trial waiting forever).
+    # A job nobody claimed this long after it was sent, while its queue holds nothing, is
+    # no longer in the broker (lost, or dead-lettered): it is sent again, at most
+    # `max_job_resends` times, then its trial fails (it must not wait forever).
     resend_unclaimed_seconds: int = 1800
+    max_job_resends: int = 3
     # Sessions never used (no trial, no chained session) are removed after this many days.
     empty_session_retention_days: int = 7

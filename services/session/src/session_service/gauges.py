@@ -55,15 +55,24 @@ async def sample_trials(db: async_sessionmaker[AsyncSession]) -> None:
         OLDEST.labels(status).set((now - since).total_seconds() if since else 0)
 
 
+async def queue_depths(connection: AbstractRobustConnection, names) -> dict[str, int]:
+    """Messages waiting in each queue (not those delivered and not yet acknowledged); a
+    queue not declared yet (its consumer has not started) is left out."""
+    depths = {}
+    for name in names:
+        try:
+            channel = await connection.channel()
+            queue = await channel.declare_queue(name, passive=True)
+            depths[name] = queue.declaration_result.message_count
+            await channel.close()
+        except aio_pika.exceptions.AMQPError:
+            continue
+    return depths
+
+
 async def sample_queues(connection: AbstractRobustConnection, db, every: float = 15.0) -> None:
     """Depth of the processing and dead-letter queues, every `every` seconds."""
     while True:
-        for name in WATCHED_QUEUES:
-            try:
-                channel = await connection.channel()
-                queue = await channel.declare_queue(name, passive=True)
-                QUEUE_MESSAGES.labels(name).set(queue.declaration_result.message_count)
-                await channel.close()
-            except aio_pika.exceptions.AMQPError:
-                continue  # not declared (yet): its consumer has not started
+        for name, depth in (await queue_depths(connection, WATCHED_QUEUES)).items():
+            QUEUE_MESSAGES.labels(name).set(depth)
         await asyncio.sleep(every)

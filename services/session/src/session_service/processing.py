@@ -15,11 +15,26 @@ from session_service.config import Settings
 from session_service.models import SPECIAL_TRIALS, Outbox, Session, Trial, User, Video
 from session_service.sessions import PRODUCER, emit
 from shared.db import utcnow
-from shared.events import JOBS_EXCHANGE, ClaimReply, ClaimRequest, ProcessingJob, UploadedVideo
+from shared.events import (
+    JOB_QUEUES,
+    JOBS_EXCHANGE,
+    ClaimReply,
+    ClaimRequest,
+    ProcessingJob,
+    UploadedVideo,
+)
 from shared.outbox import record
 
 EXHAUSTED = "Processing failed {n} times: the processing server stopped responding. Try again."
+NEVER_TAKEN = "No processing server took this trial. Try reprocessing it later."
 HORIZON = timedelta(days=7)  # the stock dequeue never hands out older trials
+
+
+def job_kind(session: Session, trial: Trial) -> str:
+    """The queue a trial's job goes on (`JOB_QUEUES`)."""
+    if session.is_mono:
+        return "mono"
+    return "setup" if trial.name in SPECIAL_TRIALS else "dynamic"
 
 
 def job_priority(trial: Trial, owner: User, reprocess: bool) -> int:
@@ -73,7 +88,7 @@ async def _send_job(
         attempt=trial.attempts + 1,
         is_mono=session.is_mono,
     )
-    kind = "mono" if session.is_mono else ("setup" if trial.name in SPECIAL_TRIALS else "dynamic")
+    kind = job_kind(session, trial)
     priority = job_priority(trial, owner, reprocess)
     record(
         tx,
@@ -158,14 +173,18 @@ async def reprocess(tx: AsyncSession, trial: Trial) -> None:
     await queue_job(tx, trial, reprocess=True)
 
 
-async def resend_unclaimed(tx: AsyncSession, settings: Settings, limit: int = 100) -> int:
-    """Jobs still unclaimed long after they were sent go on their queue again, with the same
-    job id (known-failures 15): a job message lost or dead-lettered in the broker would
-    leave its trial waiting forever, and a copy is harmless, as a job's trial is granted to
-    one claim only. Returns how many were sent again."""
+async def resend_lost_jobs(
+    tx: AsyncSession, settings: Settings, empty_queues: set[str], limit: int = 100
+) -> int:
+    """Jobs nobody claimed long after they were sent, whose queue holds nothing (so the job
+    is no longer in it: lost, or dead-lettered): sent again with the same job id (a copy is
+    harmless, a job's trial is granted to one claim only), at most `max_job_resends`
+    times; then the trial fails with the reason (known-failures 15). Returns how many
+    trials were handled."""
     cutoff = utcnow() - timedelta(seconds=settings.resend_unclaimed_seconds)
     stmt = (
-        select(Trial)
+        select(Trial, Session)
+        .join(Session, Session.id == Trial.session_id)
         .where(
             Trial.status.in_(("stopped", "reprocess")),
             Trial.queued_at.is_not(None),
@@ -173,13 +192,20 @@ async def resend_unclaimed(tx: AsyncSession, settings: Settings, limit: int = 10
         )
         .order_by(Trial.job_sent_at)
         .limit(limit)
-        .with_for_update(skip_locked=True)
+        .with_for_update(of=Trial, skip_locked=True)
     )
-    waiting = (await tx.scalars(stmt)).all()
-    for trial in waiting:
+    handled = 0
+    for trial, session in (await tx.execute(stmt)).all():
+        if JOB_QUEUES[job_kind(session, trial)] not in empty_queues:
+            continue  # the job may still be waiting its turn there
+        handled += 1
+        if trial.job_resends >= settings.max_job_resends:
+            sent = trial.job_resends + 1
+            emit(tx, trial.fail(NEVER_TAKEN, utcnow(), f"job sent {sent} times, never claimed"))
+            continue
         await _send_job(tx, trial, None, reprocess=trial.status == "reprocess")
-        trial.job_sent_at = utcnow()
-    return len(waiting)
+        trial.job_resends, trial.job_sent_at = trial.job_resends + 1, utcnow()
+    return handled
 
 
 async def requeue_lapsed(tx: AsyncSession, settings: Settings, limit: int = 100) -> int:

@@ -4,16 +4,18 @@ import asyncio
 from datetime import timedelta
 
 import structlog
+from aio_pika.abc import AbstractRobustConnection
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from session_service.claims import claim_server
 from session_service.config import Settings
 from session_service.consumers import make_handlers
-from session_service.gauges import sample_queues, sample_trials
+from session_service.gauges import queue_depths, sample_queues, sample_trials
 from session_service.models import Outbox, ProcessedEvent
-from session_service.processing import requeue_lapsed, resend_unclaimed
+from session_service.processing import requeue_lapsed, resend_lost_jobs
 from session_service.sessions import remove_unused_sessions
 from session_service.trials import end_stuck_recordings, stop_due_captures
+from shared.events import JOB_QUEUES
 from shared.messaging import declare_jobs
 from shared.worker import run_worker
 
@@ -22,8 +24,8 @@ Db = async_sessionmaker[AsyncSession]
 
 
 def periodic_jobs(settings: Settings) -> dict:
-    """The service's clocks: capture windows, stuck recordings, lapsed leases, unclaimed
-    jobs, unused sessions."""
+    """The service's clocks: capture windows, stuck recordings, lapsed leases, unused
+    sessions."""
 
     async def stop_captures(db: Db) -> None:
         async with db() as tx, tx.begin():
@@ -40,11 +42,6 @@ def periodic_jobs(settings: Settings) -> dict:
             if handled := await requeue_lapsed(tx, settings):
                 log.warning("lapsed_leases_handled", count=handled)
 
-    async def resend(db: Db) -> None:
-        async with db() as tx, tx.begin():
-            if sent := await resend_unclaimed(tx, settings):
-                log.warning("unclaimed_jobs_sent_again", count=sent)
-
     async def clean_sessions(db: Db) -> None:
         age = timedelta(days=settings.empty_session_retention_days)
         while True:
@@ -57,11 +54,35 @@ def periodic_jobs(settings: Settings) -> dict:
     return {
         stop_captures: 0.25,
         requeue: 5.0,
-        resend: 60.0,
         sample_trials: 15.0,
         end_stuck: 30.0,
         clean_sessions: 3600.0,
     }
+
+
+async def check_lost_jobs(connection: AbstractRobustConnection, db: Db, settings: Settings) -> int:
+    """Which job queues hold nothing, and the unclaimed jobs of those (`resend_lost_jobs`)."""
+    depths = await queue_depths(connection, JOB_QUEUES.values())
+    empty = {name for name, depth in depths.items() if depth == 0}
+    if not empty:
+        return 0
+    async with db() as tx, tx.begin():
+        handled = await resend_lost_jobs(tx, settings, empty)
+    if handled:
+        log.warning("unclaimed_jobs_handled", count=handled)
+    return handled
+
+
+def lost_jobs_server(settings: Settings, every: float = 60.0):
+    async def serve(connection: AbstractRobustConnection, db: Db) -> None:
+        while True:
+            try:
+                await check_lost_jobs(connection, db, settings)
+            except Exception:  # the broker or the database away: next time
+                log.exception("lost_jobs_check_failed")
+            await asyncio.sleep(every)
+
+    return serve
 
 
 def main(settings: Settings | None = None) -> None:
@@ -74,7 +95,7 @@ def main(settings: Settings | None = None) -> None:
             handlers=make_handlers(settings),
             declare=declare_jobs,
             periodic=periodic_jobs(settings),
-            servers=[claim_server(settings), sample_queues],
+            servers=[claim_server(settings), sample_queues, lost_jobs_server(settings)],
         )
     )
 

@@ -161,6 +161,7 @@ class Trial(Base):
     job_id: Mapped[UUID | None]
     queued_at: Mapped[datetime | None]
     job_sent_at: Mapped[datetime | None]
+    job_resends: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     lease_holder: Mapped[str | None] = mapped_column(String(128))
     lease_expires_at: Mapped[datetime | None]
     attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
@@ -189,7 +190,7 @@ class Trial(Base):
     def queue(self, now: datetime) -> TrialQueued:
         """Every video is in: a new job for the trial waits on the queue. The trial keeps
         its `stopped` (or `reprocess`) status, the original's queue states, until claimed."""
-        self.job_id, self.queued_at, self.job_sent_at = uuid4(), now, now
+        self.job_id, self.queued_at, self.job_sent_at, self.job_resends = uuid4(), now, now, 0
         self.lease_holder, self.lease_expires_at = None, None
         self.updated_at = now
         return TrialQueued(trial_id=self.id, session_id=self.session_id, job_id=self.job_id)
