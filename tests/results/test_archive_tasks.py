@@ -84,19 +84,25 @@ async def test_a_users_archive_is_polled_by_that_user_only(client, tx, handlers,
     assert response.status_code == status
 
 
-async def test_an_archive_asked_for_anonymously_closes_when_its_session_does(
-    client, tx, handlers
-):
+async def test_an_archive_of_a_public_session_closes_when_the_session_does(client, tx, handlers):
     session_id = await session_of(tx, handlers, OWNER_ID, public=True)
     owner = await caller(tx, handlers, OWNER_ID)
-    task_id = (await ask(client, session_id)).json()["task_id"]
-    poll = f"/logs/{task_id}/on-ready/"
-    assert (await client.get(poll)).status_code == 202
+    other = await caller(tx, handlers, OTHER_ID)
+    anonymous_task = (await ask(client, session_id)).json()["task_id"]
+    others_task = (await ask(client, session_id, other)).json()["task_id"]
+    polls = {"anonymous": (anonymous_task, {}), "other": (others_task, other)}
+    for task_id, headers in polls.values():
+        assert (await client.get(f"/logs/{task_id}/on-ready/", headers=headers)).status_code == 202
 
     await deliver(tx, handlers, SessionUpdated(session_id=session_id, public=False))
 
-    assert (await client.get(poll)).status_code == 401
-    assert (await client.get(poll, headers=owner)).status_code == 202
+    closed = {
+        who: (await client.get(f"/logs/{task_id}/on-ready/", headers=headers)).status_code
+        for who, (task_id, headers) in polls.items()
+    }
+    assert closed == {"anonymous": 401, "other": 404}
+    owners_poll = await client.get(f"/logs/{anonymous_task}/on-ready/", headers=owner)
+    assert owners_poll.status_code == 202
 
 
 @pytest.mark.parametrize("task_id", ["not-a-task", "7a5c0000-0000-4000-8000-000000000000"])

@@ -115,8 +115,9 @@ async def archive_url(
 ) -> str | None:
     """The ready archive's download URL; None while it is being built. A user's archive is
     polled by that user only (past the e-mail code step), or by an admin; one asked for
-    anonymously, by anyone while its session is still public (or the caller may download
-    it). The task id alone opens nothing else."""
+    anonymously, by anyone. Either way, a session's archive only while the poller may
+    still download the session (it may have turned private since). The task id alone
+    opens nothing else."""
     task = await tx.get(Archive, task_id)
     if task is None:
         raise NotFound()
@@ -126,7 +127,7 @@ async def archive_url(
             raise NotFound()
         if not polling.may_act:
             raise Forbidden(NO_PERMISSION)
-    elif task.session_id is not None:
+    if task.session_id is not None:
         await downloadable_session(tx, polling, task.session_id)
     if task.status == "failed":
         raise Gone(FAILED)
