@@ -71,6 +71,20 @@ async def test_a_new_subject_answers_the_subject_shape(client, as_alice):
     assert isinstance(body["id"], int) and body["created_at"].endswith("Z")
 
 
+async def test_a_put_without_a_measure_or_birth_year_keeps_the_stored_ones(
+    client, tx, alice, as_alice
+):
+    subject = await make_subject(tx, alice, "Ada", weight=61.5, height=1.7, birth_year=1990)
+
+    response = await client.put(
+        f"/subjects/{subject.id}/", json={"name": "Ada L."}, headers=as_alice
+    )
+
+    body = response.json()
+    assert (response.status_code, body["name"]) == (200, "Ada L.")
+    assert (body["weight"], body["height"], body["birth_year"]) == (61.5, 1.7, 1990)
+
+
 async def test_a_subject_needs_only_a_name_and_gets_the_originals_defaults(client, as_alice):
     response = await client.post("/subjects/", json={"name": "Bo"}, headers=as_alice)
 

@@ -75,12 +75,14 @@ def apply_fields(subject: Subject, fields: Mapping[str, Any]) -> None:
         raise Invalid("Ensure this value is between 1900 and today's year.", field="birth_year")
     subject.name = name.strip()
     # The original's model defaults: a measure not given is 0.0 (the pipeline copies them
-    # into the trial's metadata); a birth year not given is this year minus the age.
+    # into the trial's metadata); a birth year not given is kept, or else is this year
+    # minus the age.
     for measure in ("weight", "height"):
         given = measure in fields
         value = _number(fields, measure, float) if given else getattr(subject, measure)
         setattr(subject, measure, 0.0 if value is None and not given else value)
-    subject.birth_year = birth_year or year - (subject.age or 0)
+    if birth_year or "birth_year" in fields or subject.birth_year is None:
+        subject.birth_year = birth_year or year - (subject.age or 0)
     subject.age = year - subject.birth_year
     subject.gender = _choice(fields, "gender", GENDERS)
     subject.sex_at_birth = _choice(fields, "sex_at_birth", SEXES)
