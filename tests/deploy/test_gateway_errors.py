@@ -72,6 +72,6 @@ def test_account_routes_are_limited_per_client_address(gateway):
     assert [r.status_code for r in guesses[:30]] == [502] * 30  # through to the (down) service
     assert [r.status_code for r in guesses[-5:]] == [429] * 5
     assert guesses[-1].json() == {
-        "detail": "Too many requests from this address. Try again in a minute."
+        "detail": "Too many requests from this address. Try again shortly."
     }
     assert set(local) == {502}
