@@ -50,7 +50,7 @@ def test_a_service_that_is_down_is_a_json_502(gateway, method, path):
 
 @pytest.mark.parametrize(
     ("path", "size"),
-    [(f"/videos/{uuid.uuid4()}/upload-url/", 100_000), ("/subjects/", 11 * 1024**2)],
+    [(f"/videos/{uuid.uuid4()}/upload-url/", 1_100_000), ("/subjects/", 11 * 1024**2)],
 )
 def test_a_body_over_the_routes_limit_is_a_json_413_before_any_service(gateway, path, size):
     response = httpx.post(f"{gateway}{path}", content=b"x" * size)

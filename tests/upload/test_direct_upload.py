@@ -92,10 +92,12 @@ async def test_aborted_multipart_upload_leaves_nothing(small_parts, tx, storage)
     assert listing.get("Uploads", []) == []
 
 
-async def test_completing_with_parts_s3_never_got_is_400(small_parts, tx):
+@pytest.mark.parametrize("count", [1, 5000])  # the list of a large upload is read whole
+async def test_completing_with_parts_s3_never_got_is_400(small_parts, tx, count):
     trial = await joined_trial(tx)
     issued = (await upload_url(small_parts, trial.cameras[0].video_id, 11 * MiB)).json()
-    parts = [{"part_number": 1, "etag": '"0123456789abcdef0123456789abcdef"'}]
+    etag = '"0123456789abcdef0123456789abcdef"'
+    parts = [{"part_number": n, "etag": etag} for n in range(1, count + 1)]
     done = {"key": issued["key"], "upload_id": issued["upload_id"], "parts": parts}
 
     response = await small_parts.post(issued["complete_url"], json=done)

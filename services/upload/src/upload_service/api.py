@@ -144,12 +144,12 @@ async def list_videos(request: Request, tx: Tx, trial: str | None = None) -> lis
     return [video_json(video, request.app.state.storage) for video in videos]
 
 
-def small_body(model: type[M]) -> Callable[[Request], Awaitable[M]]:
-    """A JSON body of at most SMALL_BODY bytes, as `model` (FastAPI's own body parameters
+def small_body(model: type[M], limit: int = SMALL_BODY) -> Callable[[Request], Awaitable[M]]:
+    """A JSON body of at most `limit` bytes, as `model` (FastAPI's own body parameters
     read the whole body into memory before any check)."""
 
     async def read(request: Request) -> M:
-        fields = await small_fields(request, SMALL_BODY)
+        fields = await small_fields(request, limit)
         try:
             return model.model_validate(fields)
         except ValidationError as exc:
@@ -159,7 +159,8 @@ def small_body(model: type[M]) -> Callable[[Request], Awaitable[M]]:
 
 
 UploadRequest = Annotated[DirectUploadRequest, Depends(small_body(DirectUploadRequest))]
-UploadDone = Annotated[DirectUploadDone, Depends(small_body(DirectUploadDone))]
+# (the parts of a multipart upload: up to 10,000 of about 70 bytes each)
+UploadDone = Annotated[DirectUploadDone, Depends(small_body(DirectUploadDone, 1024**2))]
 
 
 @router.post("/videos/{video_id}/upload-url/")
