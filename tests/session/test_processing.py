@@ -273,6 +273,17 @@ class TestCompletion:
 
 
 class TestHttpPipeline:
+    async def test_dequeue_notes_the_workers_address_as_the_gateway_saw_it(
+        self, client, tx, alice
+    ):
+        headers = await auth_headers(tx, await make_user(tx, "pipeline", groups=["backend"]))
+        await stopped_trial(tx, alice)
+        claimed = {**headers, "X-Forwarded-For": "claimed-by-client, 10.0.0.9"}
+
+        response = await client.get("/trials/dequeue/", headers=claimed)
+
+        assert response.json()["server"] == "10.0.0.9"
+
     async def test_dequeue_gives_calibration_first_then_fresh_trials_then_reprocessing(
         self, client, tx, alice, settings
     ):

@@ -15,12 +15,20 @@ from sqlalchemy import ARRAY, Boolean, DateTime, Integer, String, delete, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
+from starlette.requests import Request
 
 from shared.db import utcnow
 from shared.errors import NotAuthenticated
 from shared.events import TokenIssued, TokenRevoked, UserUpdated
 
 PRIVILEGED = ("admin", "backend")
+
+
+def client_address(request: Request) -> str:
+    """The caller's address as the gateway saw it: the last X-Forwarded-For entry (the
+    ones before it are the client's own words), else the connection's."""
+    forwarded = request.headers.get("x-forwarded-for", "").split(",")[-1].strip()
+    return forwarded or (request.client.host if request.client else "")
 
 
 def token_hash(key: str) -> str:

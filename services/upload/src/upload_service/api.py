@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from shared.db import Tx, Units, transactions
 from shared.errors import Forbidden, Invalid, NotFound
 from shared.forms import read_fields
-from shared.identity import Caller, caller
+from shared.identity import Caller, caller, client_address
 from upload_service import direct, receive, service
 from upload_service.formstream import small_fields
 from upload_service.models import ApiToken, ApiUser
@@ -71,16 +71,13 @@ async def get_presigned_url(session_id: str, request: Request, tx: Tx) -> dict:
 
 
 def _from_pipeline_network(request: Request) -> bool:
-    """Whether the caller's address is in `result_presign_networks` (if any are given): the
-    address the gateway saw, the last X-Forwarded-For entry (the ones before it are the
-    client's own words), else the connection's."""
+    """Whether the caller's address (as the gateway saw it) is in `result_presign_networks`,
+    if any are given."""
     networks = request.app.state.settings.result_presign_networks
     if not networks:
         return True
-    forwarded = request.headers.get("x-forwarded-for", "")
-    host = forwarded.split(",")[-1].strip() or (request.client.host if request.client else "")
     try:
-        address = ip_address(host)
+        address = ip_address(client_address(request))
     except ValueError:
         return False
     return any(address in network for network in networks)

@@ -21,6 +21,7 @@ from shared.db import Tx, utcnow
 from shared.errors import Conflict, Forbidden, Invalid, NotFound
 from shared.events import TrialMetaUpdated, TrialRenamed
 from shared.forms import boolean_field, json_field, read_fields
+from shared.identity import client_address
 
 router = APIRouter()
 WORKER_FIELDS = ("hostname", "git_commit")
@@ -51,11 +52,6 @@ def _pipeline(user: User) -> None:
         raise Forbidden(NO_PERMISSION)
 
 
-def _client_ip(request: Request) -> str:
-    forwarded = request.headers.get("x-forwarded-for", "")
-    return forwarded.split(",")[0].strip() or (request.client.host if request.client else "")
-
-
 @router.get("/trials/dequeue/")
 async def dequeue(tx: Tx, request: Request, user: VerifiedUser) -> dict:
     """The stock pipeline takes the next trial (an atomic claim); 404 when none waits."""
@@ -63,7 +59,7 @@ async def dequeue(tx: Tx, request: Request, user: VerifiedUser) -> dict:
     query = request.query_params
     if query.get("workerType", "all") not in ("all", "calibration", "dynamic"):
         raise Invalid("Use all, calibration or dynamic.", field="workerType")
-    trial = await processing.dequeue(tx, query, _client_ip(request), settings(request))
+    trial = await processing.dequeue(tx, query, client_address(request), settings(request))
     if trial is None:
         raise NotFound()
     return await trial_view(tx, request, trial)
