@@ -89,9 +89,7 @@ async def update_session(session_id: str, tx: Tx, request: Request, user: Verifi
     session = await _owned(tx, session_id, user)
     fields = await read_fields(request)
     if "public" in fields:
-        if fields["public"] not in (True, False, "true", "false", "True", "False", 1, 0, "1", "0"):
-            raise Invalid("Must be a valid boolean.", field="public")
-        public = fields["public"] in (True, "true", "True", 1, "1")
+        public = boolean_field(fields["public"], "public")
         sessions.emit(tx, session.set_public(public, utcnow()))
     if "meta" in fields:
         meta = json_field(fields["meta"], "meta")
