@@ -211,6 +211,18 @@ class TestLostJobs:
 
         assert await jobs(tx) == before
 
+    async def test_jobs_waiting_in_a_busy_queue_do_not_hold_up_those_of_an_empty_one(
+        self, tx, alice, settings
+    ):
+        waiting = [await stopped_trial(tx, alice, f"walk{n}") for n in range(3)]
+        lost = await stopped_trial(tx, alice, "calibration")
+        self.sent_long_ago(settings, *waiting, lost)
+
+        handled = await processing.resend_lost_jobs(tx, settings, {"processing.setup"}, limit=2)
+
+        assert (handled, lost.job_resends) == (1, 1)
+        assert [t.job_resends for t in waiting] == [0, 0, 0]
+
     async def test_a_job_lost_every_time_fails_its_trial_after_the_last_resend(
         self, tx, alice, settings
     ):
@@ -273,9 +285,7 @@ class TestCompletion:
 
 
 class TestHttpPipeline:
-    async def test_dequeue_notes_the_workers_address_as_the_gateway_saw_it(
-        self, client, tx, alice
-    ):
+    async def test_dequeue_notes_the_workers_address_as_the_gateway_saw_it(self, client, tx, alice):
         headers = await auth_headers(tx, await make_user(tx, "pipeline", groups=["backend"]))
         await stopped_trial(tx, alice)
         claimed = {**headers, "X-Forwarded-For": "claimed-by-client, 10.0.0.9"}

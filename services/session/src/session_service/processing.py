@@ -182,22 +182,25 @@ async def resend_lost_jobs(
     times; then the trial fails with the reason (known-failures 15). Returns how many
     trials were handled."""
     cutoff = utcnow() - timedelta(seconds=settings.resend_unclaimed_seconds)
+    empty_kinds = [kind for kind, queue in JOB_QUEUES.items() if queue in empty_queues]
+    kind = case(  # job_kind's rule, in SQL
+        (Session.is_mono, "mono"), (Trial.name.in_(SPECIAL_TRIALS), "setup"), else_="dynamic"
+    )
     stmt = (
-        select(Trial, Session)
+        select(Trial)
         .join(Session, Session.id == Trial.session_id)
         .where(
             Trial.status.in_(("stopped", "reprocess")),
             Trial.queued_at.is_not(None),
             Trial.job_sent_at < cutoff,
+            kind.in_(empty_kinds),  # elsewhere the job may still be waiting its turn
         )
         .order_by(Trial.job_sent_at)
         .limit(limit)
         .with_for_update(of=Trial, skip_locked=True)
     )
     handled = 0
-    for trial, session in (await tx.execute(stmt)).all():
-        if JOB_QUEUES[job_kind(session, trial)] not in empty_queues:
-            continue  # the job may still be waiting its turn there
+    for trial in (await tx.scalars(stmt)).all():
         handled += 1
         if trial.job_resends >= settings.max_job_resends:
             sent = trial.job_resends + 1
