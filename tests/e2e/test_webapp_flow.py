@@ -65,12 +65,32 @@ async def calibrate(web: WebApp, session_id: str, cameras: int) -> None:
     )
     trial = await web.record(session_id, "calibration")
     assert trial["status"] == "recording"  # it stops itself; `record` never sleeps
-    done = await poll(
-        web, f"sessions/{session_id}/calibration_img/", lambda b: b["status"] in ("done", "error")
-    )
+    done = await capture(web, session_id, "calibration", trial["id"], cameras)
     assert done["status"] == "done", await web.call("GET", f"trials/{trial['id']}/")
     calibrated = await web.call("GET", f"sessions/{session_id}/get_n_calibrated_cameras/")
     assert calibrated == {"error_message": "", "data": cameras}
+
+
+async def capture(web: WebApp, session_id: str, name: str, trial_id: str, cameras: int) -> dict:
+    """Poll `<name>_img/` every second as Calibration.vue and Neutral.vue do. On the first
+    "processing" those pages check the calibrated cameras (under 2 stops the calibration:
+    "re-pair your devices") and tell the subject to relax: by then the capture must be over
+    and every phone counted."""
+    seen = []
+    while not seen or seen[-1]["status"] not in ("done", "error"):
+        if len(seen) > 60:
+            raise AssertionError(f"{name}_img/ still answers {seen[-1]} after 60 polls")
+        if seen:
+            await asyncio.sleep(1)
+        statuses = [b["status"] for b in seen]
+        seen.append(await web.call("GET", f"sessions/{session_id}/{name}_img/"))
+        if seen[-1]["status"] == "processing" and "processing" not in statuses:
+            trial = await web.call("GET", f"trials/{trial_id}/")
+            assert trial["status"] != "recording", "'processing' during the capture"
+            calibrated = await web.call("GET", f"sessions/{session_id}/get_n_calibrated_cameras/")
+            assert calibrated["data"] == cameras
+    assert {b["status"] for b in seen} >= {"recording", "processing"}
+    return seen[-1]
 
 
 async def neutral(web: WebApp, session_id: str) -> dict:
@@ -117,10 +137,8 @@ async def neutral(web: WebApp, session_id: str) -> dict:
     await web.call(
         "GET", f"sessions/{session_id}/set_subject/", params={"subject_id": subject["id"]}
     )
-    await web.record(session_id, "neutral")
-    done = await poll(
-        web, f"sessions/{session_id}/neutral_img/", lambda b: b["status"] in ("done", "error")
-    )
+    trial = await web.record(session_id, "neutral")
+    done = await capture(web, session_id, "neutral", trial["id"], cameras=2)
     assert done["status"] == "done" and len(done["img"]) == 2
     return subject
 

@@ -175,6 +175,11 @@ async def _capture(session_id: str, name: str, tx: Tx, request: Request, user) -
     trial = await sessions.latest_trial(tx, session.id, name=name)
     if trial is None:
         return {"status": "error", "img": [PLACEHOLDERS[name]], **counts}
+    if trial.status == "recording":
+        # The original's `record` slept through the capture, so it never showed this state;
+        # ours returns at once. The web app checks the calibrated cameras (and tells the
+        # subject to relax) on its first "processing": not before the phones have recorded.
+        return {"status": "recording", "img": [], **counts}
     if trial.status not in ("done", "error"):
         return {"status": "processing", "img": [], **counts}
     if trial.status == "error":
