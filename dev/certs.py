@@ -5,16 +5,18 @@ certificate it trusts. For local runs: `make certs` (or `python -m dev.certs`) w
 `.run/certs/{ca.pem,ca.key,server.pem,server.key}`; install ca.pem on the phones (a
 configuration profile, then Settings > General > About > Certificate Trust Settings) and
 set PUBLIC_URL to https://<this machine's address>. The server certificate names
-localhost, this host's name and addresses, and loopback addresses 127.0.0.1–127.0.0.31
-(the local stacks' gateways).
+localhost, this host's name and addresses, PUBLIC_URL's host, and loopback addresses
+127.0.0.1–127.0.0.31 (the local stacks' gateways).
 """
 
 import argparse
 import contextlib
 import datetime
 import ipaddress
+import os
 import socket
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -83,7 +85,22 @@ def local_names() -> tuple[list[str], list[str]]:
             for info in socket.getaddrinfo(socket.gethostname(), None)
             if ":" not in info[4][0]
         }
+    with contextlib.suppress(OSError), socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.connect(("192.0.2.1", 9))  # no packet is sent: this picks the outgoing address
+        addresses.add(probe.getsockname()[0])
     return sorted(hosts), sorted(addresses)
+
+
+def covers(path: Path, hosts: list[str], ips: list[str]) -> bool:
+    """Whether the certificate at `path` names all of these and has a month left."""
+    if not path.exists():
+        return False
+    cert = x509.load_pem_x509_certificate(path.read_bytes())
+    names = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    known = set(names.get_values_for_type(x509.DNSName))
+    known |= {str(ip) for ip in names.get_values_for_type(x509.IPAddress)}
+    month = datetime.datetime.now(datetime.UTC) + datetime.timedelta(days=30)
+    return {*hosts, *ips} <= known and cert.not_valid_after_utc > month
 
 
 def make_server(folder: Path, ca: x509.Certificate, ca_key, hosts: list[str], ips: list[str]):
@@ -103,7 +120,8 @@ def make_server(folder: Path, ca: x509.Certificate, ca_key, hosts: list[str], ip
 
 
 def ensure(folder: Path = CERTS, extra_hosts: list[str] = ()) -> Path:
-    """Make the CA (once) and a server certificate (when missing); returns the folder."""
+    """Make the CA (once) and a server certificate naming this machine and `extra_hosts`
+    (again when one is missing from it); returns the folder."""
     folder.mkdir(parents=True, exist_ok=True)
     if (folder / "ca.pem").exists() and (folder / "ca.key").exists():
         ca = x509.load_pem_x509_certificate((folder / "ca.pem").read_bytes())
@@ -111,13 +129,13 @@ def ensure(folder: Path = CERTS, extra_hosts: list[str] = ()) -> Path:
     else:
         ca, ca_key = make_ca(folder)
         (folder / "server.pem").unlink(missing_ok=True)
-    if not (folder / "server.pem").exists() or extra_hosts:
-        hosts, ips = local_names()
-        for extra in extra_hosts:
-            try:
-                ips.append(str(ipaddress.ip_address(extra)))
-            except ValueError:
-                hosts.append(extra)
+    hosts, ips = local_names()
+    for extra in extra_hosts:
+        try:
+            ips.append(str(ipaddress.ip_address(extra)))
+        except ValueError:
+            hosts.append(extra)
+    if not covers(folder / "server.pem", hosts, ips):
         make_server(folder, ca, ca_key, hosts, ips)
     return folder
 
@@ -125,7 +143,9 @@ def ensure(folder: Path = CERTS, extra_hosts: list[str] = ()) -> Path:
 def main() -> None:
     parser = argparse.ArgumentParser(description="Make the local CA and gateway certificate.")
     parser.add_argument("names", nargs="*", help="more host names or addresses to certify")
-    folder = ensure(extra_hosts=parser.parse_args().names)
+    names = parser.parse_args().names
+    public = urlsplit(os.environ.get("PUBLIC_URL", "")).hostname
+    folder = ensure(extra_hosts=[*names, public] if public else names)
     print(
         f"CA: {folder / 'ca.pem'} (install it on the phones); certificate: {folder / 'server.pem'}"
     )

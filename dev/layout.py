@@ -4,10 +4,13 @@
 it on other ports, databases and vhost, so both run on one machine without touching.
 """
 
+import ipaddress
 import os
+import socket
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from dev.certs import CERTS
 
@@ -27,6 +30,10 @@ class Layout:
     # The gateway also serves HTTPS on <tls_host>:443, as the stock iPhone app requires:
     # each local stack gets its own loopback address for it.
     tls_host: str = "127.0.0.1"
+    # The developer's stack can serve real phones on the network instead: PUBLIC_URL
+    # (https://<name or address of this machine>) then names the QR codes' host, and the
+    # HTTPS listener takes that host's address.
+    public_from_env: bool = False
 
     @property
     def run_dir(self) -> Path:
@@ -37,9 +44,37 @@ class Layout:
         return f"http://127.0.0.1:{self.base_port}"
 
     @property
+    def public_host(self) -> str:
+        """The host phones are given in QR codes: PUBLIC_URL's, or the loopback address."""
+        url = os.environ.get("PUBLIC_URL", "") if self.public_from_env else ""
+        if not url:
+            return self.tls_host
+        parts = urlsplit(url)
+        if parts.scheme != "https" or not parts.hostname or parts.path.strip("/") or parts.port:
+            raise SystemExit(
+                f"PUBLIC_URL={url!r}: phones need https://<this machine's name or address>"
+                " (the stock iPhone app only uses port 443)"
+            )
+        return parts.hostname
+
+    @property
     def public_url(self) -> str:
         """What phones are told (QR codes): the gateway over HTTPS on port 443."""
-        return f"https://{self.tls_host}"
+        host = self.public_host
+        return f"https://[{host}]" if ":" in host else f"https://{host}"
+
+    @property
+    def listen_address(self) -> str:
+        """Where the gateway's HTTPS listens (nginx's spelling): the public host's address."""
+        host = self.public_host
+        try:
+            address = ipaddress.ip_address(host)
+        except ValueError:
+            try:
+                address = ipaddress.ip_address(socket.gethostbyname(host))
+            except OSError as error:
+                raise SystemExit(f"PUBLIC_URL's host {host!r} does not resolve: {error}") from None
+        return f"[{address}]" if address.version == 6 else str(address)
 
     @property
     def ca_file(self) -> Path:
@@ -78,7 +113,7 @@ class Layout:
         return f"{POSTGRES}/{self.db_prefix}_{service}"
 
 
-DEV = Layout()
+DEV = Layout(public_from_env=True)
 # The end-to-end tests' stack; E2E_PORT_BASE moves it (and its databases and vhost) aside.
 _E2E = int(os.environ.get("E2E_PORT_BASE", "18000"))
 TEST = Layout(

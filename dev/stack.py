@@ -131,7 +131,7 @@ class Stack:
 
     def prepare_gateway(self) -> None:
         """The gateway's certificate (made once) and its configuration for this layout."""
-        ensure_certs(CERTS)
+        ensure_certs(CERTS, extra_hosts=[self.layout.public_host])
         self.render_gateway()
 
     def render_gateway(self) -> None:
@@ -141,7 +141,7 @@ class Stack:
         text = (ROOT / "deploy" / "nginx" / "local.conf.template").read_text()
         fields = {
             "RUN_DIR": str(out),
-            "TLS_HOST": self.layout.tls_host,
+            "TLS_HOST": self.layout.listen_address,
             "CERTS": str(CERTS),
             "ROUTES": str(ROOT / "deploy" / "nginx" / "routes.conf"),
             "GATEWAY_PORT": str(self.layout.base_port),
