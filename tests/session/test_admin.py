@@ -46,7 +46,7 @@ async def announced(db) -> list[str]:
 
 
 async def test_users_groups_and_tokens_are_announced_to_the_other_services(operator, db, username):
-    await operator("create-user", username, "--password", "pw")
+    await operator("create-user", username, "--password", "pw 12345")
     await operator("add-group", username, "backend")
     await operator("mint-token", username)
 
@@ -64,7 +64,7 @@ async def test_users_groups_and_tokens_are_announced_to_the_other_services(opera
 
 
 async def test_sync_identity_announces_every_user_and_token_again(operator, db, username):
-    await operator("create-user", username, "--password", "pw")
+    await operator("create-user", username, "--password", "pw 12345")
     await operator("mint-token", username)
     before = len(await announced(db))
 
@@ -78,11 +78,18 @@ async def test_sync_identity_announces_every_user_and_token_again(operator, db, 
 
 async def test_create_user_makes_an_account_that_can_log_in(operator, db, username):
     printed = await operator(
-        "create-user", username, "--password", "pw 1", "--email", "a@b.org", "--group", "backend"
+        "create-user",
+        username,
+        "--password",
+        "pw 12345",
+        "--email",
+        "a@b.org",
+        "--group",
+        "backend",
     )
 
     async with db() as tx:
-        user = await authenticate(tx, username, "pw 1")
+        user = await authenticate(tx, username, "pw 12345")
     assert user is not None
     assert printed == f"created user {username} (id {user.id})"
     assert (user.email, user.groups, user.is_active) == ("a@b.org", ["backend"], True)
@@ -91,14 +98,54 @@ async def test_create_user_makes_an_account_that_can_log_in(operator, db, userna
 
 
 async def test_an_existing_username_is_refused(operator, username):
-    await operator("create-user", username, "--password", "pw")
+    await operator("create-user", username, "--password", "pw 12345")
 
     with pytest.raises(SystemExit, match="already exists"):
-        await operator("create-user", username, "--password", "other")
+        await operator("create-user", username, "--password", "other password")
+
+
+@pytest.mark.parametrize(
+    ("argv", "refusal"),
+    [
+        (["--password", "short"], "password: Ensure this field has at least 8 characters."),
+        (["--password", "long enough", "--email", "not-an-address"], "email: Enter a valid"),
+    ],
+)
+async def test_create_user_checks_what_sign_up_checks(operator, db, username, argv, refusal):
+    with pytest.raises(SystemExit, match=re.escape(refusal)):
+        await operator("create-user", username, *argv)
+
+    async with db() as tx:
+        assert (await tx.scalars(select(User).where(User.username == username))).first() is None
+
+
+@pytest.mark.parametrize("name", ["", "op-bad name", "op-a/../b"])
+async def test_create_user_refuses_a_username_nobody_could_log_in_with(operator, name):
+    with pytest.raises(SystemExit, match="username: "):
+        await operator("create-user", name, "--password", "long enough")
+
+
+async def test_an_address_another_account_has_is_refused(operator, username):
+    await operator("create-user", username, "--password", "pw 12345", "--email", "op@b.org")
+
+    with pytest.raises(SystemExit, match="email: The email already exists."):
+        await operator(
+            "create-user", f"{username}x", "--password", "pw 12345", "--email", "OP@b.org"
+        )
+
+
+async def test_set_password_checks_its_length(operator, db, username):
+    await operator("create-user", username, "--password", "old password")
+
+    with pytest.raises(SystemExit, match="at least 8 characters"):
+        await operator("set-password", username, "--password", "short")
+
+    async with db() as tx:
+        assert await authenticate(tx, username, "old password") is not None
 
 
 async def test_add_group_puts_the_user_in_it_once(operator, db, username):
-    await operator("create-user", username, "--password", "pw", "--group", "priority")
+    await operator("create-user", username, "--password", "pw 12345", "--group", "priority")
 
     await operator("add-group", username, "backend")
     printed = await operator("add-group", username, "backend")
@@ -115,7 +162,7 @@ def test_only_known_groups_can_be_given():
 
 
 async def test_minted_token_authenticates_its_user(operator, db, username):
-    await operator("create-user", username, "--password", "pw")
+    await operator("create-user", username, "--password", "pw 12345")
 
     key = await operator("mint-token", username)
     other = await operator("mint-token", username)

@@ -63,8 +63,10 @@ async def _taken(tx: AsyncSession, column, value: str, user: User | None = None)
     return bool(await tx.scalar(stmt))
 
 
-async def _checked_email(tx: AsyncSession, fields: dict, user: User | None = None) -> str | None:
-    email = _text(fields, "email", 254, required=user is None)
+async def _checked_email(
+    tx: AsyncSession, fields: dict, user: User | None = None, required: bool = True
+) -> str | None:
+    email = _text(fields, "email", 254, required=required and user is None)
     if email is None:
         return None
     if not EMAIL.match(email):
@@ -84,18 +86,31 @@ def apply_profile(user: User, fields: dict[str, Any]) -> None:
             setattr(user, name, _text(fields, name, 150 if "name" in name else 256))
 
 
-async def register(tx: AsyncSession, fields: dict[str, Any]) -> tuple[User, str]:
-    username = _text(fields, "username", 150, required=True)
-    if not re.fullmatch(r"[\w.@+-]+", username):
-        raise Invalid("Enter a valid username.", field="username")
-    if await _taken(tx, User.username, username):
-        raise Invalid("The username already exists.", field="username")
+def checked_password(fields: dict[str, Any]) -> str:
     password = _text(fields, "password", 128, required=True)
     if len(password) < MIN_PASSWORD:
         raise Invalid(
             f"Ensure this field has at least {MIN_PASSWORD} characters.", field="password"
         )
-    email = await _checked_email(tx, fields)
+    return password
+
+
+async def checked_credentials(
+    tx: AsyncSession, fields: dict[str, Any], email_required: bool = True
+) -> tuple[str, str, str | None]:
+    """A new account's username, password and e-mail address, as sign-up and the
+    operator's `create-user` both take them."""
+    username = _text(fields, "username", 150, required=True)
+    if not re.fullmatch(r"[\w.@+-]+", username):
+        raise Invalid("Enter a valid username.", field="username")
+    if await _taken(tx, User.username, username):
+        raise Invalid("The username already exists.", field="username")
+    password = checked_password(fields)
+    return username, password, await _checked_email(tx, fields, required=email_required)
+
+
+async def register(tx: AsyncSession, fields: dict[str, Any]) -> tuple[User, str]:
+    username, password, email = await checked_credentials(tx, fields)
     user = User(
         username=username,
         email=email,
@@ -203,11 +218,7 @@ async def request_password_reset(tx: AsyncSession, fields: dict, settings: Setti
 
 async def reset_password(tx: AsyncSession, fields: dict, settings: Settings) -> None:
     token = _text(fields, "token", 200, required=True)
-    password = _text(fields, "password", 128, required=True)
-    if len(password) < MIN_PASSWORD:
-        raise Invalid(
-            f"Ensure this field has at least {MIN_PASSWORD} characters.", field="password"
-        )
+    password = checked_password(fields)
     reset = await tx.get(PasswordReset, _sha256(token), with_for_update=True)
     max_age = timedelta(hours=settings.password_reset_ttl_hours)
     if reset is None or reset.used_at or reset.created_at + max_age < utcnow():

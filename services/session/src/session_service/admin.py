@@ -17,10 +17,12 @@ import sys
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from session_service.accounts import checked_credentials, checked_password
 from session_service.auth import hash_password, mint_token, user_changed
 from session_service.config import Settings
 from session_service.models import Outbox, Token, User
 from shared.db import create_engine, create_sessionmaker, utcnow
+from shared.errors import Invalid
 from shared.events import TokenIssued
 from shared.outbox import record
 
@@ -34,14 +36,23 @@ async def _user(tx: AsyncSession, username: str) -> User:
     return user
 
 
+def _refused(error: Invalid) -> SystemExit:
+    return SystemExit(f"{error.field}: {error.detail}")
+
+
 async def create_user(
     tx: AsyncSession, username: str, password: str, email: str = "", groups: list[str] = ()
 ) -> User:
-    if (await tx.scalars(select(User).where(User.username == username))).first():
-        raise SystemExit(f"a user named {username!r} already exists")
+    """An account checked as sign-up checks it; the e-mail address is optional (the
+    pipeline's account has none)."""
+    fields = {"username": username, "password": password} | ({"email": email} if email else {})
+    try:
+        username, password, email = await checked_credentials(tx, fields, email_required=False)
+    except Invalid as error:
+        raise _refused(error) from None
     user = User(
         username=username,
-        email=email,
+        email=email or "",
         password_hash=hash_password(password),
         first_name="",
         last_name="",
@@ -71,7 +82,11 @@ async def run(args: argparse.Namespace, settings: Settings) -> str:
                 user_changed(tx, user)
                 return f"{user.username} is in: {', '.join(user.groups)}"
             if args.command == "set-password":
-                user.password_hash = hash_password(args.password)
+                try:
+                    password = checked_password({"password": args.password})
+                except Invalid as error:
+                    raise _refused(error) from None
+                user.password_hash = hash_password(password)
                 return f"changed the password of {user.username}"
             return mint_token(tx, user)
     finally:
