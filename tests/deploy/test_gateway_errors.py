@@ -75,3 +75,20 @@ def test_account_routes_are_limited_per_client_address(gateway):
         "detail": "Too many requests from this address. Try again shortly."
     }
     assert set(local) == {502}
+
+
+@pytest.mark.parametrize("path", ["/metrics", "/openapi.json", "/healthz/"])
+def test_the_services_own_endpoints_are_a_json_404_from_outside(gateway, path):
+    response = httpx.get(f"{gateway}{path}")
+
+    assert response.status_code == 404
+    assert response.headers["content-type"] == "application/json"
+    assert response.json() == {"detail": "Not found."}
+
+
+def test_a_request_nginx_cannot_parse_is_a_json_400(gateway):
+    response = httpx.get(f"{gateway}/logs/a%00b/on-ready/")
+
+    assert response.status_code == 400
+    assert response.headers["content-type"] == "application/json"
+    assert response.json() == {"detail": "Bad request."}
