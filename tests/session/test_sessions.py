@@ -380,18 +380,33 @@ async def test_neutral_img_shows_the_neutral_pose_images(client, tx, alice, as_a
         (None, {"status": "error", "img": [PLACEHOLDER.format("neutral_pose.png")]}),
         ("recording", {"status": "recording", "img": []}),  # the subject holds the pose
         ("stopped", {"status": "processing", "img": []}),
-        ("done", {"status": "error", "img": []}),  # done, but no neutral-img result
+        ("done", {"status": "error", "img": []}),  # done a while ago, but no neutral-img
         ("error", {"status": "error", "img": []}),
     ],
 )
 async def test_neutral_img_until_its_images(client, tx, alice, as_alice, status, reply):
     session = await make_session(tx, alice)
     if status:
-        await make_trial(tx, session, "neutral", status)
+        await make_trial(tx, session, "neutral", status, updated_at=utcnow() - HOUR)
 
     body = await get(client, f"/sessions/{session.id}/neutral_img/", as_alice)
 
     assert {k: body[k] for k in ("status", "img")} == reply
+
+
+async def test_a_neutral_just_set_done_waits_for_its_images(client, tx, alice, as_alice):
+    """The stock pipeline posts the images (to the results service), then PATCHes the trial
+    `done` (here): the images may arrive a moment after the status. Until they do, the web
+    app must not be told the neutral failed."""
+    session = await make_session(tx, alice)
+    neutral = await make_trial(tx, session, "neutral", "done")
+
+    before = await get(client, f"/sessions/{session.id}/neutral_img/", as_alice)
+    await make_result(tx, neutral, "neutral-img", "a-neutral_Cam0.png")
+    after = await get(client, f"/sessions/{session.id}/neutral_img/", as_alice)
+
+    assert (before["status"], before["img"]) == ("processing", [])
+    assert after["status"] == "done" and len(after["img"]) == 1
 
 
 async def test_the_capture_counts_are_those_of_the_latest_trial_of_any_name(

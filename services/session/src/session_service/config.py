@@ -45,5 +45,9 @@ class Settings(ServiceSettings):
     # `max_job_resends` times, then its trial fails (it must not wait forever).
     resend_unclaimed_seconds: int = 1800
     max_job_resends: int = 3
+    # The stock pipeline posts a neutral trial's images to the results service, then sets
+    # the trial `done` here: for this long after, `neutral_img/` waits for the images (they
+    # arrive by event, within milliseconds) before calling a done trial without any an error.
+    results_grace_seconds: float = 10.0
     # Sessions never used (no trial, no chained session) are removed after this many days.
     empty_session_retention_days: int = 7

@@ -1,6 +1,7 @@
 """Session routes (reference §4.1). Static paths come before `/sessions/{id}/…`."""
 
 import re
+from datetime import timedelta
 
 from fastapi import APIRouter, Request, Response
 
@@ -188,7 +189,12 @@ async def _capture(session_id: str, name: str, tx: Tx, request: Request, user) -
         return {"status": "done", "img": "None", **counts}
     _, results = await trials.trial_media(tx, trial.id)
     images = [_media(request, r) for r in results if r.tag == "neutral-img" and r.key]
-    return {"status": "done" if images else "error", "img": images, **counts}
+    if images:
+        return {"status": "done", "img": images, **counts}
+    grace = timedelta(seconds=settings(request).results_grace_seconds)
+    if utcnow() - trial.updated_at < grace:  # its images may still be on their way
+        return {"status": "processing", "img": [], **counts}
+    return {"status": "error", "img": [], **counts}
 
 
 def _media(request: Request, result: Result) -> str:
