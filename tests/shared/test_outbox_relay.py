@@ -10,12 +10,18 @@ import aio_pika
 import asyncpg
 import pytest
 import structlog
+from prometheus_client import REGISTRY
 from sqlalchemy import select
 
 from shared.events import EVENTS_EXCHANGE, Envelope, TrialStopped, decode
 from shared.messaging import declare_events
+from shared.metrics import OUTBOX_BACKLOG
 from shared.outbox import NOTIFY_CHANNEL, publish_pending, record, relay
 from tests.shared.support import Outbox, next_message
+
+
+def backlog_gauge() -> float | None:
+    return REGISTRY.get_sample_value("outbox_backlog")
 
 
 def stopped() -> TrialStopped:
@@ -163,3 +169,29 @@ async def test_relay_delivers_newly_committed_events(db, database_url, channel, 
         with contextlib.suppress(asyncio.CancelledError):
             await task
     assert await outbox_rows(db) == []
+
+
+async def test_relay_that_cannot_publish_reports_its_backlog(db, database_url, amqp):
+    """The OutboxBacklogGrowing alert reads this gauge: it must count the rows waiting
+    while the broker is away, not keep the last figure of a good pass."""
+    await commit_one(db)
+    await commit_one(db)
+    broken = await amqp.channel(publisher_confirms=True)
+    await broken.close()
+    OUTBOX_BACKLOG.set(0)
+
+    task = asyncio.create_task(
+        relay(db, Outbox, broken, database_url=database_url, poll_seconds=0.05)
+    )
+    try:
+        for _ in range(200):
+            if backlog_gauge() == 2:
+                break
+            await asyncio.sleep(0.05)
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    assert backlog_gauge() == 2
+    assert len(await outbox_rows(db)) == 2

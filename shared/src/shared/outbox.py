@@ -151,12 +151,18 @@ async def relay(
         while True:
             wake.clear()
             try:
-                if await publish_pending(db, outbox, channel):
-                    continue
-                OUTBOX_BACKLOG.set(await backlog(db, outbox))
+                published = await publish_pending(db, outbox, channel)
             except Exception as exc:  # broker or database away: keep the rows, retry
                 log.warning("outbox_publish_failed", error=repr(exc))
+                published = None
+            # What waits, after every pass: a growing backlog (broker away, a relay that
+            # cannot keep up) is what operators are alerted on.
+            with contextlib.suppress(Exception):  # (the database may be away too)
+                OUTBOX_BACKLOG.set(await backlog(db, outbox))
+            if published is None:
                 await asyncio.sleep(poll_seconds)
+                continue
+            if published:
                 continue
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(wake.wait(), poll_seconds)
