@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from dev.layout import Layout
 from dev.stack import Stack
@@ -59,6 +60,18 @@ def test_every_deployment_has_probes_limits_and_runs_unprivileged():
             continue
         assert "livenessProbe" in doc and "limits" in doc, doc[:200]
         assert "allowPrivilegeEscalation: false" in doc, doc[:200]
+
+
+def test_the_upload_api_cannot_start_without_the_shared_signing_secret():
+    """Replicas that each made a secret of their own would refuse one another's policies."""
+    rendered = run(tool("kubectl"), "kustomize", str(DEPLOY / "k8s" / "base"))
+    docs = [yaml.safe_load(doc) for doc in rendered.split("\n---\n")]
+    [api] = [d for d in docs if d["kind"] == "Deployment" and d["metadata"]["name"] == "upload-api"]
+    [container] = api["spec"]["template"]["spec"]["containers"]
+    [secret] = [e for e in container["env"] if e["name"] == "UPLOAD_SIGNING_SECRET"]
+
+    reference = secret["valueFrom"]["secretKeyRef"]
+    assert reference["key"] == "UPLOAD_SIGNING_SECRET" and not reference.get("optional")
 
 
 YAML_FILES = sorted([ROOT / "docker-compose.yml", *DEPLOY.rglob("*.yaml"), *DEPLOY.rglob("*.yml")])

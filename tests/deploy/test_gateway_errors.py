@@ -74,6 +74,8 @@ def test_account_routes_are_limited_per_client_address(gateway):
     assert guesses[-1].json() == {
         "detail": "Too many requests from this address. Try again shortly."
     }
+    assert guesses[-1].headers["retry-after"] == "10"
+    assert guesses[-1].headers["x-content-type-options"] == "nosniff"
     assert set(local) == {502}
 
 
