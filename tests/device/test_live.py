@@ -6,11 +6,13 @@ import json
 from uuid import uuid4
 
 import pytest
+from prometheus_client import REGISTRY
 from sqlalchemy import select
 
 from device_service import live
 from device_service.live import phone_tag, session_stream
 from device_service.models import KnownSession
+from device_service.poll import LONG_POLL_ROUTE, ROUTE
 from device_service.service import require_watcher
 from shared.db import utcnow
 from shared.events import (
@@ -78,6 +80,23 @@ async def test_long_poll_without_a_change_answers_the_same_state_when_the_wait_e
     assert answer.status_code == 200
     assert answer.headers["etag"].strip('"') == version
     assert answer.json()["status"] == "ready"
+
+
+def timed(route: str) -> float:
+    labels = {"method": "GET", "route": route}
+    return REGISTRY.get_sample_value("http_request_duration_seconds_count", labels) or 0.0
+
+
+async def test_long_polls_are_timed_apart_from_the_plain_polls(client, tx, read_model):
+    """The poll latency operators watch (PollSlow) must not include the waits asked for."""
+    session_id = await create_session(tx, read_model=read_model)
+    version = (await client.get(status_url(session_id))).headers["etag"].strip('"')
+    plain, long = timed(ROUTE), timed(LONG_POLL_ROUTE)
+
+    await client.get(status_url(session_id), params={"wait": "0.2", "version": version})
+    await client.get(status_url(session_id), params={"device_id": str(uuid4())})
+
+    assert (timed(ROUTE) - plain, timed(LONG_POLL_ROUTE) - long) == (1, 1)
 
 
 async def test_long_poll_with_another_version_answers_at_once(client, tx, read_model):
