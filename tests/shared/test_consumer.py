@@ -8,15 +8,17 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import timedelta
 from uuid import UUID, uuid4
 
+import asyncpg
 import pytest
 from sqlalchemy import func, select
 
-from shared.db import utcnow
+from shared.db import create_engine, create_sessionmaker, utcnow
 from shared.events import EVENTS_EXCHANGE, Envelope, TrialStopped
 from shared.messaging import (
     Consumer,
     declare_consumer_queue,
     forget_processed,
+    is_outage,
     publish,
     publish_envelope,
 )
@@ -226,3 +228,45 @@ async def test_old_dedupe_records_are_forgotten_and_recent_ones_kept(db):
     assert await forget_processed(db, ProcessedEvent) == 1
     async with db() as tx:
         assert await tx.scalar(select(func.count()).select_from(ProcessedEvent)) == 1
+
+
+async def test_an_event_waits_out_a_database_outage_without_using_up_its_attempts(db, consumer):
+    """A database away for longer than the retries last (here 8 tries against 2 attempts)
+    must not send the events that arrive meanwhile to the dead-letter queue."""
+    unreachable = create_engine("postgresql+asyncpg://postgres@127.0.0.1:1/away", pool_size=1)
+    tries = Counter()
+
+    def sessions():
+        tries["all"] += 1
+        return create_sessionmaker(unreachable)() if tries["all"] <= 8 else db()
+
+    async def handler(tx, event: TrialStopped) -> None:
+        tx.add(Effect(trial_id=event.trial_id, note="stopped"))
+
+    event, envelope = stopped()
+    running = consumer(handler, max_attempts=2, retry_delay=0.01)
+    running.db = sessions
+    try:
+        async with running:
+            await running.deliver(envelope)
+            await wait_until(lambda: claimed(db, envelope))
+
+            assert await effects(db, event.trial_id) == ["stopped"]
+            assert await running.dlq.get(fail=False) is None
+    finally:
+        await unreachable.dispose()
+    assert tries["all"] == 9
+
+
+@pytest.mark.parametrize(
+    ("error", "outage"),
+    [
+        (ConnectionRefusedError(111, "refused"), True),
+        (TimeoutError(), True),
+        (asyncpg.exceptions.CannotConnectNowError("the database system is starting up"), True),
+        (RuntimeError("a bug"), False),
+        (ValueError("bad data"), False),
+    ],
+)
+def test_only_an_unreachable_database_or_store_counts_as_an_outage(error, outage):
+    assert is_outage(error) is outage

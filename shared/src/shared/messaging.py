@@ -5,7 +5,9 @@ consuming service, a durable queue `<name>` bound to the types it handles, a ret
 `<name>.retry` (messages wait out a per-message TTL there, then return to `<name>`) and a
 dead-letter queue `<name>.dlq` behind the `events.dlx` exchange. A handler runs in one
 database transaction together with the claim of the event id, so a redelivered event is
-acknowledged and skipped. A failing handler is retried with back-off, then dead-lettered.
+acknowledged and skipped. A failing handler is retried with back-off, then dead-lettered;
+while the database or the object store is unreachable, an event waits for it (with back-off,
+as long as the outage lasts) without using up its attempts.
 """
 
 from collections.abc import Awaitable, Callable, Iterable
@@ -15,11 +17,14 @@ from typing import Any
 from uuid import UUID
 
 import aio_pika
+import asyncpg
+import botocore.exceptions
 import structlog
 from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractIncomingMessage
 from sqlalchemy import DateTime
 from sqlalchemy import delete as sa_delete
 from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -38,6 +43,28 @@ from shared.events import (
 from shared.metrics import EVENTS_CONSUMED
 
 log = structlog.get_logger()
+
+# The longest an event waits between two tries while what its handler needs is away.
+MAX_OUTAGE_DELAY = 30.0
+_UNREACHABLE = (
+    OSError,
+    TimeoutError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.exceptions.OperatorInterventionError,  # shutting down, not accepting yet
+    botocore.exceptions.ConnectionError,
+)
+
+
+def is_outage(exc: BaseException) -> bool:
+    """Whether `exc` says the database (or the object store) could not be reached: no
+    fault of the event, which must wait rather than be dead-lettered."""
+    if isinstance(exc, DBAPIError):
+        if exc.connection_invalidated:
+            return True
+        exc = exc.orig.__cause__ or exc.orig
+    return isinstance(exc, _UNREACHABLE)
+
 
 Handler = Callable[[AsyncSession, Any], Awaitable[None]]
 
@@ -213,8 +240,8 @@ class Consumer:
             correlation_id=envelope.correlation_id,
         ):
             outcome = await self._apply(envelope, event)
-            if outcome == "failed":
-                outcome = await self._retry_or_dead_letter(message)
+            if outcome in ("failed", "unreachable"):
+                outcome = await self._retry_or_dead_letter(message, outcome == "unreachable")
             else:
                 await message.ack()
             EVENTS_CONSUMED.labels(self.queue_name, envelope.type, outcome).inc()
@@ -230,27 +257,35 @@ class Consumer:
                     await self.handlers[envelope.type](tx, event)
                 finally:
                     _HANDLING.reset(token)
-        except Exception:
+        except Exception as exc:
+            if is_outage(exc):
+                log.warning("event_handler_unreachable", error=repr(exc))
+                return "unreachable"
             log.exception("event_handler_failed")
             return "failed"
         log.info("event_handled")
         return "handled"
 
-    async def _retry_or_dead_letter(self, message: AbstractIncomingMessage) -> str:
-        attempt = int((message.headers or {}).get("x-attempt", 1))
-        if attempt >= self.max_attempts:
+    async def _retry_or_dead_letter(self, message: AbstractIncomingMessage, outage: bool) -> str:
+        headers = message.headers or {}
+        attempt, waits = int(headers.get("x-attempt", 1)), int(headers.get("x-waits", 0))
+        if outage:
+            waits += 1
+            delay = min(self.retry_delay * 2 ** (waits - 1), MAX_OUTAGE_DELAY)
+        elif attempt >= self.max_attempts:
             log.error("event_dead_lettered", attempts=attempt)
             await message.reject(requeue=False)
             return "dead_lettered"
-        delay = self.retry_delay * 2 ** (attempt - 1)
+        else:
+            delay, attempt = self.retry_delay * 2 ** (attempt - 1), attempt + 1
         await publish(
             self.channel.default_exchange,
             message.body,
             f"{self.queue_name}.retry",
             message_id=message.message_id,
             correlation_id=message.correlation_id,
-            headers={"x-attempt": attempt + 1},
+            headers={"x-attempt": attempt, "x-waits": waits},
             expiration=delay,
         )
         await message.ack()
-        return "retried"
+        return "waiting" if outage else "retried"
