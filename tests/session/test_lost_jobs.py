@@ -1,5 +1,7 @@
-"""Known-failures 15 over real RabbitMQ: the worker looks at the job queues' depths; a
-trial whose job nobody claimed while its queue holds nothing gets its job again."""
+"""The worker's checks that look at queue depths, over real RabbitMQ. Known-failures 15: a
+trial whose job nobody claimed while its queue holds nothing gets its job again. Known-
+failures 12: a lease is taken for lapsed only once the service's own events (where its
+worker's heartbeats wait) are caught up."""
 
 from datetime import timedelta
 from uuid import uuid4
@@ -8,13 +10,14 @@ import aio_pika
 import pytest
 from sqlalchemy import select
 
+from session_service import processing
 from session_service.models import Outbox, Trial
-from session_service.worker import check_lost_jobs
+from session_service.worker import check_lapsed_leases, check_lost_jobs
 from shared.db import utcnow
 from shared.events import JOB_QUEUES
 from shared.messaging import connect, declare_jobs
 from tests.session.conftest import make_user
-from tests.session.test_processing import stopped_trial
+from tests.session.test_processing import request_for, stopped_trial
 
 
 @pytest.fixture
@@ -66,3 +69,39 @@ async def test_a_queue_holding_jobs_is_trusted_to_hold_this_one_too(broker, comm
     assert await check_lost_jobs(connection, committed, settings) == 0
 
     assert await sent_jobs(committed, trial) == []
+
+
+async def lapsed_trial(committed, settings) -> Trial:
+    """A trial whose worker's lease ran out a second ago."""
+    async with committed() as tx, tx.begin():
+        trial = await stopped_trial(tx, await make_user(tx, f"race-{uuid4().hex[:6]}"))
+        assert (await processing.claim(tx, request_for(trial), settings)).granted
+        trial.lease_expires_at = utcnow() - timedelta(seconds=1)
+    return trial
+
+
+async def status_of(committed, trial: Trial) -> str:
+    async with committed() as tx:
+        return (await tx.get(Trial, trial.id)).status
+
+
+async def test_a_lease_is_not_judged_while_events_wait_in_the_services_queue(
+    broker, committed, settings
+):
+    """After a restart (or during a backlog) the heartbeat renewing this lease may be one
+    of the waiting events: the trial stays with its worker until they are handled."""
+    connection, channel = broker
+    own = settings.model_copy(update={"service_name": f"pytest-{uuid4().hex[:8]}"})
+    queue = await channel.declare_queue(own.service_name, auto_delete=False)
+    trial = await lapsed_trial(committed, own)
+    try:
+        await channel.default_exchange.publish(aio_pika.Message(b"{}"), routing_key=queue.name)
+
+        assert await check_lapsed_leases(connection, committed, own) == 0
+        assert await status_of(committed, trial) == "processing"
+
+        await queue.purge()
+        assert await check_lapsed_leases(connection, committed, own) == 1
+        assert await status_of(committed, trial) == "stopped"  # queued again
+    finally:
+        await queue.delete(if_unused=False, if_empty=False)

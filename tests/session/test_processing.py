@@ -13,6 +13,7 @@ from session_service.models import Outbox, Result, Session, Trial, User, Video
 from shared.db import utcnow
 from shared.events import (
     ClaimRequest,
+    ProcessingCompleted,
     ProcessingFailed,
     ProcessingHeartbeat,
     RecordedResult,
@@ -137,6 +138,30 @@ class TestClaim:
             tx, ProcessingHeartbeat(job_id=trial.job_id, trial_id=trial.id, worker="gpu-1")
         )
         assert trial.lease_expires_at > utcnow() + timedelta(seconds=60)
+
+
+class TestCompletedWork:
+    async def test_a_reported_completion_holds_the_lease_while_results_are_recorded(
+        self, tx, alice, settings
+    ):
+        """Heartbeats stop with the worker's report; a results service that lags must not
+        make its trial look abandoned."""
+        trial = await stopped_trial(tx, alice)
+        await processing.claim(tx, request_for(trial), settings)
+        on_completed = consumers.make_on_completed(settings)
+        soon = utcnow() + timedelta(seconds=5)
+        trial.lease_expires_at = soon
+
+        stale = ProcessingCompleted(job_id=uuid4(), trial_id=trial.id, worker="gpu-1", results=[])
+        await on_completed(tx, stale)
+        assert trial.lease_expires_at == soon
+        current = stale.model_copy(update={"job_id": trial.job_id})
+        await on_completed(tx, current)
+
+        held = trial.lease_expires_at - utcnow()
+        assert held > timedelta(seconds=settings.results_lease_seconds - 60)
+        assert trial.status == "processing"
+        assert await processing.requeue_lapsed(tx, settings) == 0
 
 
 class TestLapsedLeases:

@@ -38,6 +38,9 @@ class Settings(ServiceSettings):
     # pipeline's HTTP dequeue has no heartbeat, so its lease covers a whole long job. A
     # trial whose worker vanished is queued again, at most `processing_max_attempts` times.
     processing_lease_seconds: int = 120
+    # A job's results are being recorded (by the results service) from the worker's
+    # completion on: the lease covers that, heartbeats having stopped.
+    results_lease_seconds: int = 1800
     legacy_lease_seconds: int = 4 * 3600
     processing_max_attempts: int = 3
     # A job nobody claimed this long after it was sent, while its queue holds nothing, is

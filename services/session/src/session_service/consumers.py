@@ -14,6 +14,7 @@ from shared.db import utcnow
 from shared.events import (
     CamerasFinal,
     DeviceJoined,
+    ProcessingCompleted,
     ProcessingFailed,
     ProcessingHeartbeat,
     ProcessingStarted,
@@ -126,6 +127,20 @@ def make_on_heartbeat(settings: Settings):
     return on_processing_heartbeat
 
 
+def make_on_completed(settings: Settings):
+    wait = timedelta(seconds=settings.results_lease_seconds)
+
+    async def on_processing_completed(tx: AsyncSession, event: ProcessingCompleted) -> None:
+        """The worker is done and sends no more heartbeats; the results service records its
+        results, which finish the trial. Until then the lease holds, so a results service
+        that lags is not taken for a dead worker (and the trial processed again)."""
+        trial = await _trial(tx, event.trial_id)
+        if trial is not None and trial.job_id == event.job_id:
+            trial.renew(event.worker, utcnow(), wait)
+
+    return on_processing_completed
+
+
 async def on_processing_started(tx: AsyncSession, event: ProcessingStarted) -> None:
     trial = await _trial(tx, event.trial_id)
     if trial is not None:
@@ -176,6 +191,7 @@ def make_handlers(settings: Settings) -> dict:
         VideosReceived: on_videos_received,
         ProcessingStarted: on_processing_started,
         ProcessingHeartbeat: make_on_heartbeat(settings),
+        ProcessingCompleted: make_on_completed(settings),
         ProcessingFailed: on_processing_failed,
         ResultsRecorded: on_results_recorded,
         ResultsRemoved: on_results_removed,

@@ -24,8 +24,8 @@ Db = async_sessionmaker[AsyncSession]
 
 
 def periodic_jobs(settings: Settings) -> dict:
-    """The service's clocks: capture windows, stuck recordings, lapsed leases, unused
-    sessions."""
+    """The service's clocks: capture windows, stuck recordings, unused sessions (lapsed
+    leases: `lapsed_leases_server`)."""
 
     async def stop_captures(db: Db) -> None:
         async with db() as tx, tx.begin():
@@ -36,11 +36,6 @@ def periodic_jobs(settings: Settings) -> dict:
         async with db() as tx, tx.begin():
             if ended := await end_stuck_recordings(tx, settings.recording_timeout_seconds):
                 log.warning("stuck_recordings_ended", count=ended)
-
-    async def requeue(db: Db) -> None:
-        async with db() as tx, tx.begin():
-            if handled := await requeue_lapsed(tx, settings):
-                log.warning("lapsed_leases_handled", count=handled)
 
     async def clean_sessions(db: Db) -> None:
         age = timedelta(days=settings.empty_session_retention_days)
@@ -53,7 +48,6 @@ def periodic_jobs(settings: Settings) -> dict:
 
     return {
         stop_captures: 0.25,
-        requeue: 5.0,
         sample_trials: 15.0,
         end_stuck: 30.0,
         clean_sessions: 3600.0,
@@ -73,14 +67,33 @@ async def check_lost_jobs(connection: AbstractRobustConnection, db: Db, settings
     return handled
 
 
-def lost_jobs_server(settings: Settings, every: float = 60.0):
+async def check_lapsed_leases(
+    connection: AbstractRobustConnection, db: Db, settings: Settings
+) -> int:
+    """Leases whose worker stopped renewing them (`requeue_lapsed`), judged only while this
+    service's events are caught up: after a restart or an outage, the heartbeats waiting in
+    its queue must renew the leases of live workers before any is taken for dead. (With
+    the broker away nothing is judged: heartbeats cannot arrive.)"""
+    own = [settings.service_name, f"{settings.service_name}.retry"]
+    if any((await queue_depths(connection, own)).values()):
+        return 0
+    async with db() as tx, tx.begin():
+        handled = await requeue_lapsed(tx, settings)
+    if handled:
+        log.warning("lapsed_leases_handled", count=handled)
+    return handled
+
+
+def every(seconds: float, check, name: str, settings: Settings):
+    """A worker server running `check(connection, db, settings)` every `seconds`."""
+
     async def serve(connection: AbstractRobustConnection, db: Db) -> None:
         while True:
             try:
-                await check_lost_jobs(connection, db, settings)
+                await check(connection, db, settings)
             except Exception:  # the broker or the database away: next time
-                log.exception("lost_jobs_check_failed")
-            await asyncio.sleep(every)
+                log.exception(f"{name}_check_failed")
+            await asyncio.sleep(seconds)
 
     return serve
 
@@ -95,7 +108,12 @@ def main(settings: Settings | None = None) -> None:
             handlers=make_handlers(settings),
             declare=declare_jobs,
             periodic=periodic_jobs(settings),
-            servers=[claim_server(settings), sample_queues, lost_jobs_server(settings)],
+            servers=[
+                claim_server(settings),
+                sample_queues,
+                every(60.0, check_lost_jobs, "lost_jobs", settings),
+                every(5.0, check_lapsed_leases, "lapsed_leases", settings),
+            ],
         )
     )
 
