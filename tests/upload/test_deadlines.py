@@ -166,6 +166,23 @@ async def test_process_available_option_never_sends_zero_videos(tx, settings):
     assert len(event["missing_device_ids"]) == 2
 
 
+async def test_process_available_option_never_sends_a_calibration_one_video(
+    client, tx, settings
+):
+    """Calibration pairs cameras: one video of it cannot be processed, so the deadline
+    names the phones that did not upload, as without the option."""
+    allowing = settings.model_copy(update={"upload_timeout_process_available": True})
+    trial = await named_trial(tx, "calibration", phones=2)
+    await consumers.on_cameras_final(tx, trial.final)
+    await upload_one(client, trial, trial.cameras[0])
+
+    await janitor(tx, allowing, 3 * MINUTE)
+
+    assert await announced(tx, "trial.videos_received") == []
+    [event] = await announced(tx, "upload.timed_out")
+    assert event["missing_device_ids"] == [str(trial.cameras[1].device_id)]
+
+
 async def test_zero_cameras_never_times_out_and_announces_nothing(tx, settings):
     trial = await named_trial(tx, "walk", phones=0)
     await consumers.on_cameras_final(tx, trial.final)

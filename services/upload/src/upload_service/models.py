@@ -89,7 +89,8 @@ class UploadTrial(Base):
             self.closed_at = now
             return None
         arrived = [v for v in final if v.key]
-        if process_available and arrived:
+        enough = 2 if self.name == "calibration" else 1  # a calibration pairs cameras
+        if process_available and len(arrived) >= enough:
             return self._received(arrived, now)
         self.timed_out_at = now
         missing = [v.device_id for v in final if not v.key]
