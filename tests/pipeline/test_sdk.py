@@ -143,8 +143,26 @@ async def test_crash_in_process_yields_a_generic_failure(settings, broker, claim
 
     assert isinstance(events[-1], ProcessingFailed)
     assert events[-1].error_msg == "Processing failed unexpectedly."
+    assert events[-1].retry is False
     assert "bug in the pipeline" in events[-1].error_msg_dev
     assert await broker.jobs_waiting() == 0
+
+
+async def test_an_unreachable_object_store_is_a_failure_worth_retrying(
+    settings, broker, claims, storage, clips
+):
+    """Not the trial's fault: the session service puts it back on the queue (a bug in the
+    processing, above, is not retried)."""
+    trial_id = uuid4()
+    await broker.submit(job_with(trial_id, put_videos(storage, clips[:1], trial_id)))
+    away = settings.model_copy(update={"s3_endpoint_url": "http://127.0.0.1:1"})
+
+    async with running(Worker(away, reference.process)):
+        events = await broker.reports_until_final()
+
+    assert isinstance(events[-1], ProcessingFailed)
+    assert events[-1].retry is True
+    assert events[-1].error_msg == "Processing failed unexpectedly."
 
 
 async def test_undecodable_job_is_dead_lettered_without_a_claim(settings, broker, claims):

@@ -266,7 +266,7 @@ async def test_the_worker_that_took_the_trial_is_shown(tx, make_trial):
     assert trial.hostname == ("gpu-" + "x" * 80)[:64]
 
 
-async def test_a_processing_failure_shows_its_messages(tx, make_trial):
+async def test_a_processing_failure_shows_its_messages(tx, make_trial, settings):
     trial = await make_trial("processing")
     event = ProcessingFailed(
         job_id=uuid4(),
@@ -276,8 +276,9 @@ async def test_a_processing_failure_shows_its_messages(tx, make_trial):
         error_msg_dev="Traceback …",
     )
 
-    await consumers.on_processing_failed(tx, event)
-    await consumers.on_processing_failed(tx, event)
+    on_failed = consumers.make_on_failed(settings)
+    await on_failed(tx, event)
+    await on_failed(tx, event)
 
     assert trial.status == "error"
     assert trial.meta == {
@@ -292,10 +293,10 @@ async def test_a_processing_failure_shows_its_messages(tx, make_trial):
     )
 
 
-async def test_a_late_failure_does_not_undo_a_finished_trial(tx, make_trial):
+async def test_a_late_failure_does_not_undo_a_finished_trial(tx, make_trial, settings):
     trial = await make_trial("done")
 
-    await consumers.on_processing_failed(
+    await consumers.make_on_failed(settings)(
         tx, ProcessingFailed(job_id=uuid4(), trial_id=trial.id, worker="w", error_msg="late")
     )
 

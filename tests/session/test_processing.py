@@ -164,6 +164,46 @@ class TestCompletedWork:
         assert await processing.requeue_lapsed(tx, settings) == 0
 
 
+class TestRetryableFailures:
+    """A job that failed for no fault of the trial (the object store out of reach) is
+    tried again, like a dead worker's, within the attempts allowed."""
+
+    async def test_it_goes_back_on_the_queue_then_fails_after_n_attempts(self, tx, alice, settings):
+        trial = await stopped_trial(tx, alice)
+        on_failed = consumers.make_on_failed(settings)
+        for attempt in range(1, settings.processing_max_attempts + 1):
+            assert (await processing.claim(tx, request_for(trial), settings)).granted
+            failed = ProcessingFailed(
+                job_id=trial.job_id,
+                trial_id=trial.id,
+                worker="gpu-1",
+                error_msg="Processing failed unexpectedly.",
+                error_msg_dev="EndpointConnectionError(...)",
+                retry=True,
+            )
+
+            await on_failed(tx, failed)
+
+            expected = "stopped" if attempt < settings.processing_max_attempts else "error"
+            assert (trial.status, trial.attempts) == (expected, attempt)
+        assert trial.meta["error_msg"] == "Processing failed unexpectedly."
+        assert len(await jobs(tx)) == settings.processing_max_attempts
+
+    async def test_a_failure_in_the_trial_is_final_at_once(self, tx, alice, settings):
+        trial = await stopped_trial(tx, alice)
+        await processing.claim(tx, request_for(trial), settings)
+
+        await consumers.make_on_failed(settings)(
+            tx,
+            ProcessingFailed(
+                job_id=trial.job_id, trial_id=trial.id, worker="gpu-1", error_msg="No board."
+            ),
+        )
+
+        assert (trial.status, trial.meta["error_msg"]) == ("error", "No board.")
+        assert len(await jobs(tx)) == 1  # the first job only
+
+
 class TestLapsedLeases:
     async def test_a_dead_workers_trial_is_queued_again_then_failed_after_n_attempts(
         self, tx, alice, settings
@@ -287,7 +327,7 @@ class TestCompletion:
         trial = await stopped_trial(tx, alice)
         await processing.claim(tx, request_for(trial), settings)
 
-        await consumers.on_processing_failed(
+        await consumers.make_on_failed(settings)(
             tx, ProcessingFailed(job_id=uuid4(), trial_id=trial.id, worker="old", error_msg="boom")
         )
 

@@ -166,9 +166,7 @@ async def test_process_available_option_never_sends_zero_videos(tx, settings):
     assert len(event["missing_device_ids"]) == 2
 
 
-async def test_process_available_option_never_sends_a_calibration_one_video(
-    client, tx, settings
-):
+async def test_process_available_option_never_sends_a_calibration_one_video(client, tx, settings):
     """Calibration pairs cameras: one video of it cannot be processed, so the deadline
     names the phones that did not upload, as without the option."""
     allowing = settings.model_copy(update={"upload_timeout_process_available": True})

@@ -25,6 +25,7 @@ from shared.events import (
     ResultFile,
     UploadedVideo,
 )
+from shared.messaging import is_outage
 from shared.storage import Storage
 
 log = structlog.get_logger()
@@ -74,7 +75,9 @@ def perform(storage: Storage, process: Process, job: ProcessingJob, worker: str)
         return ProcessingFailed(**ids, error_msg=exc.user_message, error_msg_dev=exc.dev_message)
     except Exception as exc:
         log.exception("job_crashed")
-        return ProcessingFailed(**ids, error_msg=GENERIC_FAILURE, error_msg_dev=repr(exc))
+        return ProcessingFailed(
+            **ids, error_msg=GENERIC_FAILURE, error_msg_dev=repr(exc), retry=is_outage(exc)
+        )
     log.info("job_completed", results=len(results))
     return ProcessingCompleted(**ids, results=results)
 

@@ -8,7 +8,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from session_service.config import Settings
 from session_service.models import Result, Session, Trial, Video
-from session_service.processing import queue_job
+from session_service.processing import queue_job, requeue
 from session_service.sessions import emit, n_calibrated_cameras
 from shared.db import utcnow
 from shared.events import (
@@ -147,11 +147,20 @@ async def on_processing_started(tx: AsyncSession, event: ProcessingStarted) -> N
         trial.hostname = event.worker[:64]
 
 
-async def on_processing_failed(tx: AsyncSession, event: ProcessingFailed) -> None:
-    trial = await _trial(tx, event.trial_id)
-    current = trial is not None and trial.job_id in (event.job_id, None)
-    if current and trial.status == "processing":
-        emit(tx, trial.fail(event.error_msg, utcnow(), event.error_msg_dev))
+def make_on_failed(settings: Settings):
+    async def on_processing_failed(tx: AsyncSession, event: ProcessingFailed) -> None:
+        """A failure in the trial ends it in `error`; one that was not (`retry`: storage
+        out of reach) puts it back on the queue, within the attempts allowed."""
+        trial = await _trial(tx, event.trial_id)
+        current = trial is not None and trial.job_id in (event.job_id, None)
+        if not current or trial.status != "processing":
+            return
+        if event.retry and trial.attempts < settings.processing_max_attempts:
+            await requeue(tx, trial)
+        else:
+            emit(tx, trial.fail(event.error_msg, utcnow(), event.error_msg_dev))
+
+    return on_processing_failed
 
 
 async def on_results_recorded(tx: AsyncSession, event: ResultsRecorded) -> None:
@@ -192,7 +201,7 @@ def make_handlers(settings: Settings) -> dict:
         ProcessingStarted: on_processing_started,
         ProcessingHeartbeat: make_on_heartbeat(settings),
         ProcessingCompleted: make_on_completed(settings),
-        ProcessingFailed: on_processing_failed,
+        ProcessingFailed: make_on_failed(settings),
         ResultsRecorded: on_results_recorded,
         ResultsRemoved: on_results_removed,
     }

@@ -226,6 +226,11 @@ async def requeue_lapsed(tx: AsyncSession, settings: Settings, limit: int = 100)
             message = EXHAUSTED.format(n=trial.attempts)
             emit(tx, trial.fail(message, utcnow(), f"lease of {trial.lease_holder} lapsed"))
         else:
-            trial.status = "stopped"
-            await queue_job(tx, trial)
+            await requeue(tx, trial)
     return len(lapsed)
+
+
+async def requeue(tx: AsyncSession, trial: Trial) -> None:
+    """Another attempt: the trial waits on the queue again, with a new job."""
+    trial.status = "stopped"
+    await queue_job(tx, trial)

@@ -92,9 +92,13 @@ class ProcessingCompleted(Event):
 
 
 class ProcessingFailed(Event):
+    """The job failed. `retry`: not for anything in the trial (the object store could not
+    be reached): the trial is worth another attempt, within the attempts allowed."""
+
     type: ClassVar[str] = "processing.failed"
     job_id: UUID
     trial_id: UUID
     worker: str
     error_msg: str
     error_msg_dev: str = ""
+    retry: bool = False
