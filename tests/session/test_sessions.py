@@ -4,20 +4,24 @@
 States that only other services produce (phones' videos, results) are written as rows.
 """
 
+import asyncio
 from datetime import timedelta
 from urllib.parse import urlsplit
+from uuid import uuid4
 
 import pytest
 from sqlalchemy import select
 
 from session_service.models import Session, Trial
-from session_service.sessions import remove_unused_sessions
+from session_service.sessions import latest_trial, remove_unused_sessions
 from shared.db import utcnow
+from shared.errors import NotFound
 from tests.session.conftest import (
     make_result,
     make_session,
     make_subject,
     make_trial,
+    make_user,
     make_video,
     outbox_rows,
 )
@@ -903,6 +907,30 @@ async def test_cleanup_removes_old_unused_sessions_in_batches_and_keeps_the_rest
     left = set((await tx.scalars(select(Session.id))).all())
     assert left == {with_trial.id, root.id, child.id, recent.id}
     assert not left & {s.id for s in unused}
+
+
+async def test_a_record_that_waited_for_a_session_the_cleanup_removed_finds_it_gone(
+    committed,
+):
+    """`record` on an old unused session at the moment the cleanup deletes it: it waits for
+    the session's row, then answers 404 (it used to insert a trial of a deleted session)."""
+    async with committed() as tx, tx.begin():
+        owner = await make_user(tx, f"race-{uuid4().hex[:6]}")
+        old = await make_session(tx, owner, created_at=utcnow() - timedelta(days=8))
+
+    async with committed() as cleanup, cleanup.begin():
+        assert await remove_unused_sessions(cleanup, timedelta(days=7)) >= 1
+
+        async def record_meanwhile():
+            async with committed() as tx, tx.begin():
+                await latest_trial(tx, old.id, lock=True)
+
+        waiting = asyncio.create_task(record_meanwhile())
+        await asyncio.sleep(0.3)
+        assert not waiting.done()  # held up by the cleanup's lock on the row
+
+    with pytest.raises(NotFound):
+        await asyncio.wait_for(waiting, 10)
 
 
 async def test_cleanup_has_nothing_to_do_twice(tx, alice):

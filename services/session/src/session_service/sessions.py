@@ -109,7 +109,8 @@ async def latest_trial(
     KEY UPDATE: rows that merely refer to them, a video's, are not held up.)"""
     if lock:
         this_session = select(Session.id).where(Session.id == session_id)
-        await tx.execute(this_session.with_for_update(key_share=True))
+        if (await tx.execute(this_session.with_for_update(key_share=True))).first() is None:
+            raise NotFound()  # removed while we waited for it (the unused sessions' cleanup)
     stmt = select(Trial).where(Trial.session_id == session_id)
     if name is not None:
         stmt = stmt.where(Trial.name == name)
