@@ -167,6 +167,27 @@ async def named_trial(web: WebApp, session_id: str, cameras: int) -> dict:
     return await web.call("GET", f"trials/{trial['id']}/")
 
 
+async def next_subject_same_setup(web: WebApp, session_id: str, phones: list[Phone]) -> None:
+    """ "New subject" (known-failures 26): the phones polling the old session move to the
+    new one and record its neutral there, with the old session's calibration; the old
+    session gets nothing more."""
+    before = await web.call("GET", f"sessions/{session_id}/")
+    [child] = await web.call("GET", f"sessions/{session_id}/new_subject/")
+    deadline = time.monotonic() + 10
+    while not all(child["id"] in p.status_url for p in phones):
+        assert time.monotonic() < deadline, [p.status_url for p in phones]
+        await asyncio.sleep(0.2)
+
+    trial = await web.record(child["id"], "neutral")
+    done = await capture(web, child["id"], "neutral", trial["id"], cameras=2)
+
+    assert done["status"] == "done"
+    recorded = await web.call("GET", f"trials/{trial['id']}/")
+    assert {v["device_id"] for v in recorded["videos"]} == {p.device_id.lower() for p in phones}
+    after = await web.call("GET", f"sessions/{session_id}/")
+    assert [t["id"] for t in after["trials"]] == [t["id"] for t in before["trials"]]
+
+
 async def download(web: WebApp, path: str) -> set[str]:
     """The web app's "Download data": a task id, then /logs/<task>/on-ready/ every second
     (202 until the archive is ready); the names in the zip it links to."""
@@ -241,6 +262,9 @@ async def test_the_web_app_runs_a_whole_session(stack, tmp_path):
             f"{root}/Videos/Cam1/InputMedia/neutral/neutral.mov",
             f"{root}/README.txt",
         } <= names
+
+        await next_subject_same_setup(web, session["id"], phones)
+        assert all(p.uploads == 4 and not p.errors for p in phones), timeline.render()
     finally:
         stop.set()
         await asyncio.gather(*locals().get("polling", []))
