@@ -105,3 +105,13 @@ async def test_a_lease_is_not_judged_while_events_wait_in_the_services_queue(
         assert await status_of(committed, trial) == "stopped"  # queued again
     finally:
         await queue.delete(if_unused=False, if_empty=False)
+
+
+async def test_no_lease_is_judged_without_knowing_the_services_queue(broker, committed, settings):
+    """(The queue could not be measured: the broker away, the consumer not started.)"""
+    connection, _ = broker
+    unknown = settings.model_copy(update={"service_name": f"pytest-{uuid4().hex[:8]}"})
+    trial = await lapsed_trial(committed, unknown)
+
+    assert await check_lapsed_leases(connection, committed, unknown) == 0
+    assert await status_of(committed, trial) == "processing"

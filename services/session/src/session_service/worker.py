@@ -25,7 +25,8 @@ Db = async_sessionmaker[AsyncSession]
 
 def periodic_jobs(settings: Settings) -> dict:
     """The service's clocks: capture windows, stuck recordings, unused sessions (lapsed
-    leases: `lapsed_leases_server`)."""
+    leases and lost jobs, which look at the broker: `check_lapsed_leases`,
+    `check_lost_jobs`)."""
 
     async def stop_captures(db: Db) -> None:
         async with db() as tx, tx.begin():
@@ -75,7 +76,8 @@ async def check_lapsed_leases(
     its queue must renew the leases of live workers before any is taken for dead. (With
     the broker away nothing is judged: heartbeats cannot arrive.)"""
     own = [settings.service_name, f"{settings.service_name}.retry"]
-    if any((await queue_depths(connection, own)).values()):
+    depths = await queue_depths(connection, own)
+    if settings.service_name not in depths or any(depths.values()):
         return 0
     async with db() as tx, tx.begin():
         handled = await requeue_lapsed(tx, settings)
