@@ -62,7 +62,7 @@ def is_outage(exc: BaseException) -> bool:
     if isinstance(exc, DBAPIError):
         if exc.connection_invalidated:
             return True
-        exc = exc.orig.__cause__ or exc.orig
+        exc = getattr(exc.orig, "__cause__", None) or exc.orig
     return isinstance(exc, _UNREACHABLE)
 
 
@@ -271,7 +271,7 @@ class Consumer:
         attempt, waits = int(headers.get("x-attempt", 1)), int(headers.get("x-waits", 0))
         if outage:
             waits += 1
-            delay = min(self.retry_delay * 2 ** (waits - 1), MAX_OUTAGE_DELAY)
+            delay = min(self.retry_delay * 2 ** min(waits - 1, 20), MAX_OUTAGE_DELAY)
         elif attempt >= self.max_attempts:
             log.error("event_dead_lettered", attempts=attempt)
             await message.reject(requeue=False)
