@@ -98,16 +98,21 @@ def test_a_request_nginx_cannot_parse_is_a_json_400(gateway):
 
 def test_a_polling_storm_on_one_session_gets_429s_and_other_sessions_do_not(gateway):
     """Known-failures 33: overload is a 429 with Retry-After, not a 5xx; the limit is per
-    client address and session, so a lab's phones behind one address keep polling."""
+    client address and session (30 a second, bursts of 60), so a lab's phones behind one
+    address keep polling. 300 polls back to back (well under a second here; even twenty
+    times slower, most are refused)."""
     stormed, other = uuid.uuid4(), uuid.uuid4()
     elsewhere = httpx.Client(transport=httpx.HTTPTransport(local_address="127.0.0.31"))
     with elsewhere:
-        storm = [elsewhere.get(f"{gateway}/sessions/{stormed}/status/") for _ in range(90)]
+        storm = [elsewhere.get(f"{gateway}/sessions/{stormed}/status/") for _ in range(300)]
         calm = elsewhere.get(f"{gateway}/sessions/{other}/status/")
 
-    codes = [r.status_code for r in storm]
-    assert codes[:60] == [502] * 60  # through to the (down) device service
-    assert codes[-10:] == [429] * 10
-    assert storm[-1].headers["retry-after"] == "10"
-    assert storm[-1].json() == {"detail": "Too many requests from this address. Try again shortly."}
+    passed = [r for r in storm if r.status_code == 502]  # through to the (down) service
+    refused = [r for r in storm if r.status_code == 429]
+    assert len(passed) + len(refused) == 300
+    assert len(passed) >= 60 and len(refused) >= 100
+    assert {r.headers["retry-after"] for r in refused} == {"10"}
+    assert refused[0].json() == {
+        "detail": "Too many requests from this address. Try again shortly."
+    }
     assert calm.status_code == 502
