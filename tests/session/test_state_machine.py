@@ -12,13 +12,14 @@ from datetime import timedelta
 from uuid import uuid4
 
 import pytest
+import structlog
 from sqlalchemy import select, update
 
 from session_service import consumers, trials
 from session_service.models import Session, Trial, Video
 from session_service.trials import end_stuck_recordings, stop_due_captures
 from shared.db import utcnow
-from shared.events import Camera, CamerasFinal, UploadTimedOut
+from shared.events import Camera, CamerasFinal, UploadTimedOut, VideosReceived
 from tests.session.conftest import (
     make_session,
     make_trial,
@@ -152,6 +153,37 @@ async def test_a_capture_records_at_once_and_is_scheduled_to_stop(
     row = await tx.get(Trial, trial["id"])
     assert row.stop_at - row.created_at == timedelta(seconds=settings.capture_window_seconds)
     assert settings.capture_window_seconds >= 2  # at least two polls of a phone
+
+
+async def test_the_capture_ends_with_the_correlation_id_of_its_record(
+    client, tx, session, as_alice
+):
+    """No request stops a capture (the scheduler does): its stop carries the id of the web
+    app's `record`, as does everything after it, to the pipeline and back."""
+    given = "web-" + "c" * 120  # as long as a client may send
+    trial = await record(client, session, "calibration", {**as_alice, "X-Correlation-ID": given})
+    row = await tx.get(Trial, trial["id"])
+    row.stop_at = utcnow() - timedelta(seconds=1)
+
+    with structlog.contextvars.bound_contextvars(correlation_id=None):
+        assert await trials.stop_due_captures(tx) == 1
+
+    started, stopped = [r for r in await outbox_rows(tx) if r.body["data"].get("trial_id")]
+    assert (started.routing_key, stopped.routing_key) == ("trial.started", "trial.stopped")
+    assert started.body["correlation_id"] == stopped.body["correlation_id"] == given
+
+
+async def test_the_job_carries_the_trials_correlation_id_not_the_last_uploads(tx, session):
+    trial = await make_trial(tx, session, "walk", "stopped", correlation_id="web-record-1")
+
+    with structlog.contextvars.bound_contextvars(correlation_id="phone-patch-9"):
+        await consumers.on_videos_received(
+            tx, VideosReceived(trial_id=trial.id, session_id=session.id, videos=[])
+        )
+
+    rows = await outbox_rows(tx)
+    assert {r.routing_key for r in rows} >= {"trial.queued"}
+    assert {r.body["correlation_id"] for r in rows} == {"web-record-1"}
 
 
 async def test_a_named_trial_has_no_capture_window(client, tx, session, as_alice):

@@ -18,6 +18,11 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from shared.metrics import HTTP_DURATION, HTTP_REQUESTS
 
 
+def current_correlation_id() -> str | None:
+    """The correlation id bound for what runs now (a request, a consumed event), if any."""
+    return structlog.contextvars.get_contextvars().get("correlation_id")
+
+
 def configure_logging(level: str = "INFO", json: bool = True, service: str = "") -> None:
     processors: list = [
         structlog.contextvars.merge_contextvars,

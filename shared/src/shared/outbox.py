@@ -24,6 +24,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from shared.db import utcnow
 from shared.events import EVENTS_EXCHANGE, Envelope, Event
+from shared.logging import current_correlation_id
 from shared.messaging import publish
 from shared.metrics import OUTBOX_BACKLOG, OUTBOX_PUBLISHED
 
@@ -73,9 +74,8 @@ def record(
 
     `priority` (an AMQP message priority, for priority queues) needs a `priority` column,
     which only an outbox that publishes such messages has."""
-    correlation_id = structlog.contextvars.get_contextvars().get("correlation_id")
     envelope = Envelope.wrap(
-        event, producer=producer, occurred_at=utcnow(), correlation_id=correlation_id
+        event, producer=producer, occurred_at=utcnow(), correlation_id=current_correlation_id()
     )
     row = outbox(
         event_id=envelope.id,

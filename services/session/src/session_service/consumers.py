@@ -9,7 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from session_service.config import Settings
 from session_service.models import Result, Session, Trial, Video
 from session_service.processing import queue_job, requeue
-from session_service.sessions import emit, n_calibrated_cameras
+from session_service.sessions import as_trial, emit, n_calibrated_cameras
 from shared.db import utcnow
 from shared.events import (
     CamerasFinal,
@@ -105,14 +105,16 @@ async def on_upload_timed_out(tx: AsyncSession, event: UploadTimedOut) -> None:
         return
     devices = ", ".join(f"phone {str(d).upper()}" for d in event.missing_device_ids)
     message = MISSING.format(devices=devices or "some phones")
-    emit(tx, trial.fail(message, utcnow(), f"upload deadline passed; missing: {devices}"))
+    with as_trial(trial):
+        emit(tx, trial.fail(message, utcnow(), f"upload deadline passed; missing: {devices}"))
 
 
 async def on_videos_received(tx: AsyncSession, event: VideosReceived) -> None:
     """Every video is in: the trial's job goes on the queue (once)."""
     trial = await _trial(tx, event.trial_id)
     if trial is not None and trial.status == "stopped" and trial.queued_at is None:
-        await queue_job(tx, trial, event.videos)
+        with as_trial(trial):  # (not the last phone's upload: the trial's own id)
+            await queue_job(tx, trial, event.videos)
 
 
 def make_on_heartbeat(settings: Settings):
@@ -156,7 +158,8 @@ def make_on_failed(settings: Settings):
         if not current or trial.status != "processing":
             return
         if event.retry and trial.attempts < settings.processing_max_attempts:
-            await requeue(tx, trial)
+            with as_trial(trial):
+                await requeue(tx, trial)
         else:
             emit(tx, trial.fail(event.error_msg, utcnow(), event.error_msg_dev))
 

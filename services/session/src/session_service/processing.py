@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from session_service.config import Settings
 from session_service.models import SPECIAL_TRIALS, Outbox, Session, Trial, User, Video
-from session_service.sessions import PRODUCER, emit
+from session_service.sessions import PRODUCER, as_trial, emit
 from shared.db import utcnow
 from shared.events import (
     JOB_QUEUES,
@@ -202,11 +202,13 @@ async def resend_lost_jobs(
     handled = 0
     for trial in (await tx.scalars(stmt)).all():
         handled += 1
-        if trial.job_resends >= settings.max_job_resends:
-            sent = trial.job_resends + 1
-            emit(tx, trial.fail(NEVER_TAKEN, utcnow(), f"job sent {sent} times, never claimed"))
-            continue
-        await _send_job(tx, trial, None, reprocess=trial.status == "reprocess")
+        with as_trial(trial):
+            if trial.job_resends >= settings.max_job_resends:
+                sent = trial.job_resends + 1
+                dev = f"job sent {sent} times, never claimed"
+                emit(tx, trial.fail(NEVER_TAKEN, utcnow(), dev))
+                continue
+            await _send_job(tx, trial, None, reprocess=trial.status == "reprocess")
         trial.job_resends, trial.job_sent_at = trial.job_resends + 1, utcnow()
     return handled
 
@@ -222,11 +224,12 @@ async def requeue_lapsed(tx: AsyncSession, settings: Settings, limit: int = 100)
     )
     lapsed = (await tx.scalars(stmt)).all()
     for trial in lapsed:
-        if trial.attempts >= settings.processing_max_attempts:
-            message = EXHAUSTED.format(n=trial.attempts)
-            emit(tx, trial.fail(message, utcnow(), f"lease of {trial.lease_holder} lapsed"))
-        else:
-            await requeue(tx, trial)
+        with as_trial(trial):
+            if trial.attempts >= settings.processing_max_attempts:
+                message = EXHAUSTED.format(n=trial.attempts)
+                emit(tx, trial.fail(message, utcnow(), f"lease of {trial.lease_holder} lapsed"))
+            else:
+                await requeue(tx, trial)
     return len(lapsed)
 
 

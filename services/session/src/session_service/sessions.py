@@ -4,12 +4,14 @@ Each use case takes the open transaction `tx` and never commits.
 """
 
 import asyncio
+import contextlib
 import io
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from uuid import UUID, uuid4
 
 import qrcode
+import structlog
 from sqlalchemy import String, cast, delete, exists, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
@@ -28,6 +30,14 @@ PRIVILEGED = ("admin", "backend")
 def emit(tx: AsyncSession, event: Event | None) -> None:
     if event is not None:
         record(tx, Outbox, event, producer=PRODUCER)
+
+
+def as_trial(trial: Trial) -> contextlib.AbstractContextManager:
+    """For the trial's steps no user request causes (the capture's end, its processing
+    job, the janitors): their events and log lines carry the trial's correlation id."""
+    if trial.correlation_id is None:
+        return contextlib.nullcontext()
+    return structlog.contextvars.bound_contextvars(correlation_id=trial.correlation_id)
 
 
 def qr_png(text: str) -> bytes:

@@ -12,10 +12,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from session_service.config import Settings
 from session_service.models import SPECIAL_TRIALS, Result, Session, Trial, TrialTag, User, Video
 from session_service.models.sessions import FINISHED
-from session_service.sessions import can_read, emit, latest_trial, session_trials
+from session_service.sessions import as_trial, can_read, emit, latest_trial, session_trials
 from shared.db import utcnow
 from shared.errors import Conflict, Forbidden, Invalid, NotFound
 from shared.events import Event, TrialDeleted
+from shared.logging import current_correlation_id
 
 NAME_MAX = 64
 STUCK = "The recording was never stopped; it was ended after {seconds} s."
@@ -65,6 +66,7 @@ async def record_trial(
     trial = session.start_trial(name, [t.name or "" for t in trials], now, stop_at)
     if len(trial.name or "") > NAME_MAX:
         raise Invalid(f"The trial would be named {trial.name!r}: too long.", field="name")
+    trial.correlation_id = current_correlation_id()
     tx.add(trial)
     emit(tx, trial.started())
     return trial
@@ -193,7 +195,8 @@ async def stop_due_captures(tx: AsyncSession, limit: int = 100) -> int:
     )
     due = (await tx.scalars(stmt)).all()
     for trial in due:
-        emit(tx, trial.stop(utcnow()))
+        with as_trial(trial):
+            emit(tx, trial.stop(utcnow()))
     return len(due)
 
 
@@ -208,7 +211,9 @@ async def end_stuck_recordings(tx: AsyncSession, timeout_seconds: int, limit: in
     )
     stuck = (await tx.scalars(stmt)).all()
     for trial in stuck:
-        emit(tx, trial.fail(STUCK.format(seconds=timeout_seconds), utcnow(), "recording timeout"))
+        message = STUCK.format(seconds=timeout_seconds)
+        with as_trial(trial):
+            emit(tx, trial.fail(message, utcnow(), "recording timeout"))
     return len(stuck)
 
 

@@ -148,6 +148,10 @@ class Trial(Base):
     server: Mapped[str | None] = mapped_column(String(64))
     is_docker: Mapped[bool | None]
     hostname: Mapped[str | None] = mapped_column(String(64))
+    # The correlation id of the `record` request: what the trial's later steps that no
+    # user request causes (the capture's end, its processing job, the janitors) carry, so
+    # one id follows the trial from the web app's click to the pipeline and back.
+    correlation_id: Mapped[str | None] = mapped_column(String(128))  # (ids up to 128)
     processed_duration: Mapped[timedelta | None] = mapped_column(Interval)
     processed_count: Mapped[int] = mapped_column(Integer, default=0)
     git_commit: Mapped[str | None] = mapped_column(String(64))
