@@ -21,6 +21,20 @@ POSTGRES = os.environ.get("POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0
 AMQP = os.environ.get("AMQP_BASE_URL", "amqp://guest:guest@127.0.0.1:5672")
 
 
+def _resolved(name: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+    """The address PUBLIC_URL's host name stands for, which phones must be able to reach."""
+    try:
+        address = ipaddress.ip_address(socket.gethostbyname(name))
+    except OSError as error:
+        raise SystemExit(f"PUBLIC_URL's host {name!r} does not resolve: {error}") from None
+    if address.is_loopback and name != "localhost":
+        raise SystemExit(
+            f"PUBLIC_URL's host {name!r} resolves to {address} here, where phones cannot "
+            "reach it: use this machine's address on their network"
+        )
+    return address
+
+
 @dataclass(frozen=True)
 class Layout:
     name: str = "dev"
@@ -70,10 +84,7 @@ class Layout:
         try:
             address = ipaddress.ip_address(host)
         except ValueError:
-            try:
-                address = ipaddress.ip_address(socket.gethostbyname(host))
-            except OSError as error:
-                raise SystemExit(f"PUBLIC_URL's host {host!r} does not resolve: {error}") from None
+            address = _resolved(host)
         return f"[{address}]" if address.version == 6 else str(address)
 
     @property

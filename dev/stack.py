@@ -158,6 +158,7 @@ class Stack:
         self.stop()
         logs = self.layout.run_dir / "logs"
         logs.mkdir(parents=True, exist_ok=True)
+        (self.layout.run_dir / "public_url").write_text(self.layout.public_url)
         for name, (argv, env) in self.commands().items():
             with (logs / f"{name}.log").open("ab") as log:
                 proc = subprocess.Popen(
@@ -265,13 +266,16 @@ def main() -> None:
         stack.prepare()
     elif args.command == "up":
         states = stack.running()
+        public_url = DEV.public_url
         if states.keys() == stack.commands().keys() and all(states.values()):
-            print("Already running (make down stops it).")
+            started_with = DEV.run_dir / "public_url"
+            print("Already running (make down stops it; settings apply at the next start).")
+            public_url = started_with.read_text() if started_with.exists() else public_url
         else:
             stack.prepare()
             stack.start()
         print(
-            f"OpenCap is up: {DEV.gateway_url}, and {DEV.public_url} for phones "
+            f"OpenCap is up: {DEV.gateway_url}, and {public_url} for phones "
             f"(trusting {DEV.ca_file}); mail in {DEV.maildir}, logs in {DEV.run_dir / 'logs'}"
         )
     elif args.command == "down":

@@ -57,6 +57,15 @@ def test_an_unresolvable_public_host_is_explained(monkeypatch):
         _ = DEV.listen_address
 
 
+def test_a_public_name_that_resolves_to_loopback_is_explained(monkeypatch):
+    """(Debian maps the machine's own name to 127.0.1.1: phones could not reach that.)"""
+    monkeypatch.setenv("PUBLIC_URL", "https://lab-pc")
+    monkeypatch.setattr("socket.gethostbyname", lambda name: "127.0.1.1")
+
+    with pytest.raises(SystemExit, match="phones cannot reach"):
+        _ = DEV.listen_address
+
+
 def test_the_gateway_listens_on_the_public_address(monkeypatch, tmp_path):
     monkeypatch.setenv("PUBLIC_URL", "https://192.0.2.2")
     layout = Layout(name="public-check", base_port=28200, public_from_env=True)

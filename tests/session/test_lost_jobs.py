@@ -97,11 +97,11 @@ async def test_a_lease_is_not_judged_while_events_wait_in_the_services_queue(
     try:
         await channel.default_exchange.publish(aio_pika.Message(b"{}"), routing_key=queue.name)
 
-        assert await check_lapsed_leases(connection, committed, own) == 0
+        assert await check_lapsed_leases(connection, committed, own, settle=0.1) == 0
         assert await status_of(committed, trial) == "processing"
 
         await queue.purge()
-        assert await check_lapsed_leases(connection, committed, own) == 1
+        assert await check_lapsed_leases(connection, committed, own, settle=0.1) == 1
         assert await status_of(committed, trial) == "stopped"  # queued again
     finally:
         await queue.delete(if_unused=False, if_empty=False)
@@ -113,5 +113,5 @@ async def test_no_lease_is_judged_without_knowing_the_services_queue(broker, com
     unknown = settings.model_copy(update={"service_name": f"pytest-{uuid4().hex[:8]}"})
     trial = await lapsed_trial(committed, unknown)
 
-    assert await check_lapsed_leases(connection, committed, unknown) == 0
+    assert await check_lapsed_leases(connection, committed, unknown, settle=0.1) == 0
     assert await status_of(committed, trial) == "processing"

@@ -461,3 +461,16 @@ async def test_ten_concurrent_dequeues_hand_the_trial_to_exactly_one_worker(comm
         row = await tx.get(Trial, trial.id)
         assert (row.status, row.processed_count) == ("processing", 1)
         await tx.execute(update(Trial).where(Trial.id == trial.id).values(status="done"))
+
+
+async def test_a_late_heartbeat_never_shortens_a_lease(tx, alice, settings):
+    trial = await stopped_trial(tx, alice)
+    await processing.claim(tx, request_for(trial), settings)
+    long = utcnow() + timedelta(seconds=settings.results_lease_seconds)
+    trial.lease_expires_at = long  # a completion is being recorded
+
+    await consumers.make_on_heartbeat(settings)(
+        tx, ProcessingHeartbeat(job_id=trial.job_id, trial_id=trial.id, worker="gpu-1")
+    )
+
+    assert trial.lease_expires_at == long

@@ -3,6 +3,8 @@ with back-off, dead-lettering, and a handler's writes undone when it fails."""
 
 import asyncio
 import contextlib
+import errno
+import socket
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import timedelta
@@ -264,8 +266,12 @@ async def test_an_event_waits_out_a_database_outage_without_using_up_its_attempt
         (ConnectionRefusedError(111, "refused"), True),
         (TimeoutError(), True),
         (asyncpg.exceptions.CannotConnectNowError("the database system is starting up"), True),
+        (OSError(errno.ENETUNREACH, "Network is unreachable"), True),
+        (socket.gaierror(-3, "Temporary failure in name resolution"), True),
         (RuntimeError("a bug"), False),
         (ValueError("bad data"), False),
+        (FileNotFoundError(2, "No such file"), False),
+        (PermissionError(13, "Permission denied"), False),
     ],
 )
 def test_only_an_unreachable_database_or_store_counts_as_an_outage(error, outage):

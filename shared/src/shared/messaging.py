@@ -10,6 +10,8 @@ while the database or the object store is unreachable, an event waits for it (wi
 as long as the outage lasts) without using up its attempts.
 """
 
+import errno
+import socket
 from collections.abc import Awaitable, Callable, Iterable
 from contextvars import ContextVar
 from datetime import datetime, timedelta
@@ -47,13 +49,17 @@ log = structlog.get_logger()
 # The longest an event waits between two tries while what its handler needs is away.
 MAX_OUTAGE_DELAY = 30.0
 _UNREACHABLE = (
-    OSError,
+    ConnectionError,  # refused, reset, broken pipe
     TimeoutError,
+    socket.gaierror,  # a name that does not resolve (yet)
     asyncpg.PostgresConnectionError,
     asyncpg.InterfaceError,
     asyncpg.exceptions.OperatorInterventionError,  # shutting down, not accepting yet
     botocore.exceptions.ConnectionError,
 )
+
+
+_NETWORK_ERRNOS = {errno.ENETUNREACH, errno.EHOSTUNREACH, errno.ENETDOWN, errno.EHOSTDOWN}
 
 
 def is_outage(exc: BaseException) -> bool:
@@ -63,6 +69,8 @@ def is_outage(exc: BaseException) -> bool:
         if exc.connection_invalidated:
             return True
         exc = getattr(exc.orig, "__cause__", None) or exc.orig
+    if isinstance(exc, OSError) and exc.errno in _NETWORK_ERRNOS:
+        return True
     return isinstance(exc, _UNREACHABLE)
 
 

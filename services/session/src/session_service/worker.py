@@ -69,15 +69,24 @@ async def check_lost_jobs(connection: AbstractRobustConnection, db: Db, settings
 
 
 async def check_lapsed_leases(
-    connection: AbstractRobustConnection, db: Db, settings: Settings
+    connection: AbstractRobustConnection, db: Db, settings: Settings, settle: float = 2.0
 ) -> int:
     """Leases whose worker stopped renewing them (`requeue_lapsed`), judged only while this
     service's events are caught up: after a restart or an outage, the heartbeats waiting in
-    its queue must renew the leases of live workers before any is taken for dead. (With
-    the broker away nothing is judged: heartbeats cannot arrive.)"""
+    its queue must renew the leases of live workers before any is taken for dead. Nothing
+    waits in the queue, and still nothing after `settle` seconds, in which the events its
+    consumer had already taken (the broker counts only those not yet delivered) are
+    handled. (With the broker away nothing is judged: heartbeats cannot arrive.)"""
     own = [settings.service_name, f"{settings.service_name}.retry"]
-    depths = await queue_depths(connection, own)
-    if settings.service_name not in depths or any(depths.values()):
+
+    async def caught_up() -> bool:
+        depths = await queue_depths(connection, own)
+        return settings.service_name in depths and not any(depths.values())
+
+    if not await caught_up():
+        return 0
+    await asyncio.sleep(settle)
+    if not await caught_up():
         return 0
     async with db() as tx, tx.begin():
         handled = await requeue_lapsed(tx, settings)

@@ -220,7 +220,9 @@ class Trial(Base):
     def renew(self, worker: str, now: datetime, lease: timedelta) -> bool:
         if self.status != "processing" or self.lease_holder != worker[:128]:
             return False
-        self.lease_expires_at = now + lease
+        # (never shortened: a heartbeat handled late must not cut the longer lease of a
+        # completion that is being recorded)
+        self.lease_expires_at = max(self.lease_expires_at or now, now + lease)
         return True
 
     def finish(self, now: datetime) -> TrialFinished | None:
