@@ -3,6 +3,7 @@ trial whose job nobody claimed while its queue holds nothing gets its job again.
 failures 12: a lease is taken for lapsed only once the service's own events (where its
 worker's heartbeats wait) are caught up."""
 
+import json
 from datetime import timedelta
 from uuid import uuid4
 
@@ -12,7 +13,7 @@ from sqlalchemy import select
 
 from session_service import processing
 from session_service.models import Outbox, Trial
-from session_service.worker import check_lapsed_leases, check_lost_jobs
+from session_service.worker import check_lapsed_leases, check_lost_jobs, drop_stale_jobs
 from shared.db import utcnow
 from shared.events import JOB_QUEUES
 from shared.messaging import connect, declare_jobs
@@ -63,8 +64,9 @@ async def test_a_job_its_empty_queue_lost_is_sent_again(broker, committed, setti
 async def test_a_queue_holding_jobs_is_trusted_to_hold_this_one_too(broker, committed, settings):
     connection, channel = broker
     trial = await lost_trial(committed, settings)
-    waiting = aio_pika.Message(b"{}", delivery_mode=aio_pika.DeliveryMode.PERSISTENT)
-    await channel.default_exchange.publish(waiting, routing_key=JOB_QUEUES["dynamic"])
+    async with committed() as tx, tx.begin():  # another trial's job, still to do
+        other = await stopped_trial(tx, await make_user(tx, f"race-{uuid4().hex[:6]}"))
+    await publish_job(committed, channel, other)
 
     assert await check_lost_jobs(connection, committed, settings) == 0
 
@@ -115,3 +117,45 @@ async def test_no_lease_is_judged_without_knowing_the_services_queue(broker, com
 
     assert await check_lapsed_leases(connection, committed, unknown, settle=0.1) == 0
     assert await status_of(committed, trial) == "processing"
+
+
+async def publish_job(committed, channel, trial: Trial) -> None:
+    """The job message the outbox would have sent for the trial's current job."""
+    async with committed() as tx:
+        [row] = [
+            r
+            for r in await tx.scalars(select(Outbox).where(Outbox.exchange == "processing"))
+            if r.body["data"]["job_id"] == str(trial.job_id)
+        ]
+    body = json.dumps(row.body).encode()
+    await channel.default_exchange.publish(
+        aio_pika.Message(body, delivery_mode=aio_pika.DeliveryMode.PERSISTENT),
+        routing_key=JOB_QUEUES["dynamic"],
+    )
+
+
+async def test_jobs_the_stock_pipeline_took_over_http_are_dropped_from_the_queue(
+    broker, committed, settings
+):
+    """With only the stock pipeline (HTTP dequeue) and no queue worker, every trial's job
+    message would stay in the queue for ever; the ones still to do stay."""
+    connection, channel = broker
+    async with committed() as tx, tx.begin():
+        owner = await make_user(tx, f"race-{uuid4().hex[:6]}")
+        taken = await stopped_trial(tx, owner)
+        waiting = await stopped_trial(tx, owner)
+    await publish_job(committed, channel, taken)
+    await publish_job(committed, channel, waiting)
+    async with committed() as tx, tx.begin():
+        legacy = settings.model_copy(update={"legacy_lease_seconds": 3600})
+        trial = await tx.get(Trial, taken.id)
+        assert (await processing.claim(tx, request_for(trial, "http-pipeline"), legacy)).granted
+    garbage = aio_pika.Message(b"not a job", delivery_mode=aio_pika.DeliveryMode.PERSISTENT)
+    await channel.default_exchange.publish(garbage, routing_key=JOB_QUEUES["dynamic"])
+
+    assert await drop_stale_jobs(connection, committed, settings) == 1
+
+    queue = await channel.declare_queue(JOB_QUEUES["dynamic"], passive=True)
+    left = await queue.get(no_ack=True)
+    assert json.loads(left.body)["data"]["job_id"] == str(waiting.job_id)
+    assert await queue.get(fail=False) is not None  # (the unreadable one, behind it)

@@ -233,6 +233,13 @@ async def requeue_lapsed(tx: AsyncSession, settings: Settings, limit: int = 100)
     return len(lapsed)
 
 
+async def job_still_wanted(tx: AsyncSession, job: ProcessingJob) -> bool:
+    """Whether a job message still stands for work to do: its trial waits for this job
+    (not taken by the stock pipeline's HTTP dequeue, finished, or given a newer job)."""
+    trial = await tx.get(Trial, job.trial_id)
+    return trial is not None and trial.job_id == job.job_id and trial.claimable(utcnow())
+
+
 async def requeue(tx: AsyncSession, trial: Trial) -> None:
     """Another attempt: the trial waits on the queue again, with a new job."""
     trial.status = "stopped"

@@ -12,10 +12,10 @@ from session_service.config import Settings
 from session_service.consumers import make_handlers
 from session_service.gauges import queue_depths, sample_queues, sample_trials
 from session_service.models import Outbox, ProcessedEvent
-from session_service.processing import requeue_lapsed, resend_lost_jobs
+from session_service.processing import job_still_wanted, requeue_lapsed, resend_lost_jobs
 from session_service.sessions import remove_unused_sessions
 from session_service.trials import end_stuck_recordings, stop_due_captures
-from shared.events import JOB_QUEUES
+from shared.events import JOB_QUEUES, Envelope, ProcessingJob
 from shared.messaging import declare_jobs
 from shared.worker import run_worker
 
@@ -57,6 +57,7 @@ def periodic_jobs(settings: Settings) -> dict:
 
 async def check_lost_jobs(connection: AbstractRobustConnection, db: Db, settings: Settings) -> int:
     """Which job queues hold nothing, and the unclaimed jobs of those (`resend_lost_jobs`)."""
+    await drop_stale_jobs(connection, db, settings)
     depths = await queue_depths(connection, JOB_QUEUES.values())
     empty = {name for name, depth in depths.items() if depth == 0}
     if not empty:
@@ -66,6 +67,40 @@ async def check_lost_jobs(connection: AbstractRobustConnection, db: Db, settings
     if handled:
         log.warning("unclaimed_jobs_handled", count=handled)
     return handled
+
+
+async def drop_stale_jobs(
+    connection: AbstractRobustConnection, db: Db, settings: Settings, limit: int = 1000
+) -> int:
+    """Job messages at the head of each job queue whose trial no longer wants them
+    (`job_still_wanted`) are dropped, up to the first one still wanted. Where the stock
+    pipeline takes trials over HTTP and no queue worker reads the queues, their messages
+    would otherwise pile up for ever, keeping the queues (which operators watch, and the
+    lost-job check reads) from ever being empty. Returns how many were dropped."""
+    dropped = 0
+    channel = await connection.channel()
+    try:
+        for name in JOB_QUEUES.values():
+            queue = await channel.declare_queue(name, passive=True)
+            while dropped < limit and (message := await queue.get(no_ack=False, fail=False)):
+                try:
+                    envelope = Envelope.model_validate_json(message.body)
+                    job = ProcessingJob.model_validate(envelope.data)
+                except ValueError:  # (pydantic's errors are ValueErrors)
+                    await message.reject(requeue=False)  # to the dead letters: nobody reads it
+                    continue
+                async with db() as tx:
+                    wanted = await job_still_wanted(tx, job)
+                if wanted:
+                    await message.nack(requeue=True)
+                    break
+                await message.ack()
+                dropped += 1
+    finally:
+        await channel.close()
+    if dropped:
+        log.info("stale_jobs_dropped", count=dropped)
+    return dropped
 
 
 async def check_lapsed_leases(
