@@ -153,7 +153,7 @@ async def test_jobs_the_stock_pipeline_took_over_http_are_dropped_from_the_queue
     garbage = aio_pika.Message(b"not a job", delivery_mode=aio_pika.DeliveryMode.PERSISTENT)
     await channel.default_exchange.publish(garbage, routing_key=JOB_QUEUES["dynamic"])
 
-    assert await drop_stale_jobs(connection, committed, settings) == 1
+    assert await drop_stale_jobs(connection, committed) == 1
 
     queue = await channel.declare_queue(JOB_QUEUES["dynamic"], passive=True)
     left = await queue.get(no_ack=True)

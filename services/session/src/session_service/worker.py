@@ -57,7 +57,7 @@ def periodic_jobs(settings: Settings) -> dict:
 
 async def check_lost_jobs(connection: AbstractRobustConnection, db: Db, settings: Settings) -> int:
     """Which job queues hold nothing, and the unclaimed jobs of those (`resend_lost_jobs`)."""
-    await drop_stale_jobs(connection, db, settings)
+    await drop_stale_jobs(connection, db)
     depths = await queue_depths(connection, JOB_QUEUES.values())
     empty = {name for name, depth in depths.items() if depth == 0}
     if not empty:
@@ -69,9 +69,7 @@ async def check_lost_jobs(connection: AbstractRobustConnection, db: Db, settings
     return handled
 
 
-async def drop_stale_jobs(
-    connection: AbstractRobustConnection, db: Db, settings: Settings, limit: int = 1000
-) -> int:
+async def drop_stale_jobs(connection: AbstractRobustConnection, db: Db, limit: int = 1000) -> int:
     """Job messages at the head of each job queue whose trial no longer wants them
     (`job_still_wanted`) are dropped, up to the first one still wanted. Where the stock
     pipeline takes trials over HTTP and no queue worker reads the queues, their messages
