@@ -56,7 +56,8 @@ def periodic_jobs(settings: Settings) -> dict:
 
 
 async def check_lost_jobs(connection: AbstractRobustConnection, db: Db, settings: Settings) -> int:
-    """Which job queues hold nothing, and the unclaimed jobs of those (`resend_lost_jobs`)."""
+    """Which job queues hold nothing once the stale messages are gone (`drop_stale_jobs`),
+    and the unclaimed jobs of those (`resend_lost_jobs`)."""
     await drop_stale_jobs(connection, db)
     depths = await queue_depths(connection, JOB_QUEUES.values())
     empty = {name for name, depth in depths.items() if depth == 0}
